@@ -1,0 +1,3 @@
+from mfubench.cli import main
+
+raise SystemExit(main())
