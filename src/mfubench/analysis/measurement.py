@@ -1,0 +1,82 @@
+"""One measured point, whatever tool measured it: the input of every MFU/MBU analysis.
+
+A :class:`Measurement` is a batch of ``batch_size`` requests, each of ``input_tokens`` prompt
+tokens and ``output_tokens`` generated ones (averages over the batch when they differ), with any
+of the timings below. Importers (the seed's format, CSV/JSON tables, vLLM bench, mfubench's own
+results) and the live sweep all produce this one type; the analysis never looks further back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mfubench.errors import InputFileError
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measured point.
+
+    Attributes:
+        batch_size: requests sent at once (all in flight together).
+        input_tokens: prompt tokens per request (mean over the batch).
+        output_tokens: generated tokens per request (mean over the batch).
+        requested_output_tokens: what was asked for; when ``output_tokens`` is below it the
+            requests stopped early (EOS) and the point is flagged.
+        ttft_s: seconds from sending the batch until every request had its first token: the
+            batch's prefill span (includes queueing and the first sampled token).
+        itl_s: mean seconds between two tokens of a request during decode (one decode step of
+            the whole batch).
+        elapsed_s: seconds for the whole batch, first send to last token.
+        output_tokens_per_s: generated tokens of the whole batch per second.
+        server_flops / server_read_bytes / server_write_bytes: the serving engine's own counter
+            deltas over the point (vLLM ``--enable-mfu-metrics``), per GPU as the engine counts.
+        source: where the point came from (a file and key, or a run), for messages.
+        extra: anything else the source carried, kept for provenance.
+    """
+
+    batch_size: int
+    input_tokens: float
+    output_tokens: float
+    requested_output_tokens: float | None = None
+    ttft_s: float | None = None
+    itl_s: float | None = None
+    elapsed_s: float | None = None
+    output_tokens_per_s: float | None = None
+    server_flops: float | None = None
+    server_read_bytes: float | None = None
+    server_write_bytes: float | None = None
+    source: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = self.source or "measurement"
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise InputFileError(f"{where}: batch_size must be a positive integer, got {self.batch_size!r}")
+        for name in ("input_tokens", "output_tokens"):
+            value = getattr(self, name)
+            if not _finite(value) or value < (1 if name == "input_tokens" else 0):
+                raise InputFileError(f"{where}: {name} must be a positive number, got {value!r}")
+        for name in ("ttft_s", "itl_s", "elapsed_s", "output_tokens_per_s"):
+            value = getattr(self, name)
+            if value is not None and (not _finite(value) or value <= 0):
+                raise InputFileError(f"{where}: {name} must be a positive number of seconds, got {value!r}")
+        if self.ttft_s is None and self.itl_s is None and self.elapsed_s is None and self.output_tokens_per_s is None:
+            raise InputFileError(
+                f"{where}: no timing; give at least one of ttft_s, itl_s, elapsed_s, output_tokens_per_s"
+            )
+
+    @property
+    def stopped_early(self) -> bool:
+        """True when the requests produced fewer tokens than were asked for (EOS, stop strings)."""
+        return (
+            self.requested_output_tokens is not None
+            and self.output_tokens < self.requested_output_tokens - 1e-9
+        )
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
