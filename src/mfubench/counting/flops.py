@@ -1,0 +1,130 @@
+"""FLOPs of inference, by component, under a named convention.
+
+FLOPs are 2 per multiply-add. Counted: every matmul with a weight (projections, MLPs, router,
+experts actually routed to, LM head) and the two attention matmuls (Q.K^T and P.V). Not counted:
+embedding look-ups, norms, activations, softmax, rotary embeddings, residual adds and the
+router's top-k, which are O(hidden) per token, not O(hidden^2).
+
+For ``t`` tokens through the weights, ``p_l`` query-key pairs in layer ``l`` and ``r`` LM-head rows::
+
+    flops[key]         = 2 * t * macs_per_token[key]          (key != lm_head)
+    flops["attn_scores"] = sum_l 2 * heads * head_dim   * p_l
+    flops["attn_values"] = sum_l 2 * heads * v_head_dim * p_l
+    flops["lm_head"]   = 2 * r * hidden * vocab
+
+``p_l`` and ``r`` follow the convention (see :mod:`mfubench.counting.workload`). All figures are
+for the whole model (all GPUs); :func:`per_gpu` gives what one GPU computes under TP.
+
+MLA (DeepSeek-V3) decode is counted in the *absorbed* form that serving engines run against the
+latent cache (vLLM, SGLang, FlashMLA): ``W_UK`` folds into the query and ``W_UV`` into the
+output, so a pair costs ``2 * heads * (kv_lora_rank + rope_dim)`` for scores and
+``2 * heads * kv_lora_rank`` for values, and the per-token fold-ins cost exactly what
+``kv_b_proj`` costs on the new token. Prefill is counted decompressed (``kv_b_proj`` on the new
+tokens, pairs of ``qk_head_dim`` and ``v_head_dim``), as engines run it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from mfubench.counting.components import check_tp, components, shard_fraction
+from mfubench.counting.workload import (
+    Convention,
+    DecodeStep,
+    PrefillChunk,
+    Request,
+    keys_attended,
+    lm_head_rows_prefill,
+    prefill_pairs,
+)
+from mfubench.model.spec import ModelSpec
+
+Breakdown = dict[str, int]
+
+
+def breakdown(
+    spec: ModelSpec,
+    tokens: int,
+    pairs_per_layer: Sequence[int],
+    lm_rows: int,
+    *,
+    absorbed: bool = False,
+) -> Breakdown:
+    """FLOPs of ``tokens`` token positions through the weights, ``pairs_per_layer[l]`` attention
+    pairs in layer ``l`` and ``lm_rows`` rows of the LM head (``absorbed``: MLA decode form)."""
+    if len(pairs_per_layer) != spec.num_layers:
+        raise ValueError("pairs_per_layer needs one entry per layer")
+    a = spec.attention
+    out: Breakdown = {}
+    for comp in components(spec):
+        if comp.key == "lm_head":
+            out["lm_head"] = 2 * lm_rows * comp.macs_per_token
+        elif comp.macs_per_token:
+            out[comp.key] = 2 * tokens * comp.macs_per_token
+    pairs = sum(pairs_per_layer)
+    score_dim, value_dim = a.head_dim, a.v_head_dim
+    if absorbed and a.kv_lora_rank is not None:
+        score_dim, value_dim = a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank
+    out["attn_scores"] = 2 * a.num_heads * score_dim * pairs
+    out["attn_values"] = 2 * a.num_heads * value_dim * pairs
+    return out
+
+
+def total(flops: Mapping[str, float]) -> int:
+    """The sum of a breakdown."""
+    return int(sum(flops.values()))
+
+
+def prefill(spec: ModelSpec, chunk: PrefillChunk, convention: Convention = "causal") -> Breakdown:
+    """FLOPs of ``chunk.batch`` sequences each prefilling ``chunk.new_tokens`` after
+    ``chunk.cached_tokens`` cached ones."""
+    pairs = [prefill_pairs(chunk, layer.window, convention) * chunk.batch for layer in spec.layers]
+    rows = lm_head_rows_prefill(chunk, convention) * chunk.batch
+    return breakdown(spec, chunk.new_tokens * chunk.batch, pairs, rows)
+
+
+def decode(spec: ModelSpec, step: DecodeStep, convention: Convention = "causal") -> Breakdown:
+    """FLOPs of one decode step: every sequence adds one token to its cache of ``contexts[i]``.
+
+    The same under every convention: the new token attends ``min(C + 1, window)`` keys and is
+    sampled (one LM-head row per sequence).
+    """
+    del convention  # identical by definition; the argument keeps the call sites uniform
+    pairs = [
+        sum(min(c + 1, layer.window) if layer.window else c + 1 for c in step.contexts)
+        for layer in spec.layers
+    ]
+    return breakdown(spec, step.batch, pairs, step.batch, absorbed=True)
+
+
+def decode_span(spec: ModelSpec, batch: int, first_context: int, steps: int) -> Breakdown:
+    """FLOPs of ``steps`` consecutive decode steps of ``batch`` sequences whose cache holds
+    ``first_context`` tokens before the first step (closed form, no loop over steps)."""
+    if steps <= 0:
+        return breakdown(spec, 0, [0] * spec.num_layers, 0)
+    pairs = [
+        batch * keys_attended(first_context + 1, first_context + steps, layer.window)
+        for layer in spec.layers
+    ]
+    return breakdown(spec, batch * steps, pairs, batch * steps, absorbed=True)
+
+
+def request(spec: ModelSpec, req: Request, convention: Convention = "causal") -> Breakdown:
+    """FLOPs of ``req.batch`` whole requests: prefill of ``input_tokens`` (which samples the
+    first output token), then ``output_tokens - 1`` decode steps."""
+    pre = prefill(spec, PrefillChunk(req.input_tokens, 0, req.batch), convention)
+    dec = decode_span(spec, req.batch, req.input_tokens, req.output_tokens - 1)
+    return add(pre, dec)
+
+
+def add(a: Mapping[str, int], b: Mapping[str, int]) -> Breakdown:
+    """Two breakdowns summed key by key."""
+    return {k: a.get(k, 0) + b.get(k, 0) for k in dict.fromkeys([*a, *b])}
+
+
+def per_gpu(spec: ModelSpec, flops: Mapping[str, int], tp: int) -> dict[str, float]:
+    """What one of ``tp`` GPUs computes of a whole-model breakdown (replicated parts in full)."""
+    check_tp(spec, tp)
+    share = {c.key: shard_fraction(spec, c.sharding, tp) for c in components(spec)}
+    share["attn_scores"] = share["attn_values"] = 1.0 / tp  # heads are split
+    return {k: v * share.get(k, 1.0 / tp) for k, v in flops.items()}

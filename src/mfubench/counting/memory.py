@@ -1,0 +1,163 @@
+"""Parameters, weight bytes, KV-cache bytes and the bytes a step of inference moves.
+
+Bytes are decimal (SI) and, unless a name says ``total``, per GPU under ``tp``-way tensor
+parallelism (see :mod:`mfubench.counting.components` for the sharding).
+
+What a step moves (the numerator of MBU)::
+
+    read  = every weight the step touches, once
+          + the embedding rows of its tokens
+          + the KV cache each sequence attends, per layer: min(context, window) tokens
+    write = the K and V (MLA: the latent) of every new token, in every layer
+
+For MoE layers a step touches the *expected number of distinct experts* its ``T`` tokens route
+to, with uniform routing: ``E * (1 - (1 - k/E) ** T)``. Activations are not counted: they are
+O(tokens * hidden), small beside the weights in decode; prefill is compute-bound regardless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mfubench.counting.components import check_tp, components, kv_heads_per_gpu, shard_fraction
+from mfubench.counting.workload import DecodeStep, PrefillChunk
+from mfubench.model.quant import DTYPE_BYTES, normalize_dtype
+from mfubench.model.spec import ModelSpec, MoE
+
+
+def param_breakdown(spec: ModelSpec) -> dict[str, int]:
+    """Parameters by component (whole model); their sum equals ``sum(p.numel())`` of the HF model."""
+    return {c.key: c.params for c in components(spec) if c.params}
+
+
+def params_total(spec: ModelSpec) -> int:
+    """All parameters, embeddings included (tied embeddings once)."""
+    return sum(param_breakdown(spec).values())
+
+
+def params_active(spec: ModelSpec) -> int:
+    """Parameters a token uses: all but the routed experts it is not sent to
+    (``top_k`` of ``num_experts`` in each MoE layer); embeddings included."""
+    active = 0
+    for c in components(spec):
+        if c.key == "experts":
+            frac = [m.top_k / m.num_experts for m in c.moe_layers]
+            per_layer = [c.params / len(c.moe_layers)] * len(c.moe_layers)
+            active += round(sum(p * f for p, f in zip(per_layer, frac, strict=True)))
+        else:
+            active += c.params
+    return active
+
+
+def weight_bytes(spec: ModelSpec, tp: int = 1) -> dict[str, float]:
+    """Bytes of the stored weights by component, per GPU (scales of quantized weights included)."""
+    check_tp(spec, tp)
+    dtype_bytes = DTYPE_BYTES[spec.weights.dtype]
+    out: dict[str, float] = {}
+    for c in components(spec):
+        size = c.weights * spec.weights.bytes_per_param(c.kind) + c.biases * dtype_bytes
+        if size:
+            out[c.key] = size * shard_fraction(spec, c.sharding, tp)
+    return out
+
+
+def kv_bytes_per_token_layer(spec: ModelSpec, kv_dtype: str | None = None, tp: int = 1) -> float:
+    """KV-cache bytes one token adds in one layer, per GPU.
+
+    GQA/MHA: ``kv_heads_per_gpu * (head_dim + v_head_dim) * bytes``; MLA: the latent
+    ``(kv_lora_rank + qk_rope_head_dim) * bytes``, replicated on every GPU.
+    """
+    a = spec.attention
+    nbytes = kv_dtype_bytes(spec, kv_dtype)
+    if a.is_mla:
+        assert a.kv_lora_rank is not None
+        return float((a.kv_lora_rank + a.qk_rope_head_dim) * nbytes)
+    return float(kv_heads_per_gpu(spec, tp) * (a.head_dim + a.v_head_dim) * nbytes)
+
+
+def kv_bytes_per_token(spec: ModelSpec, kv_dtype: str | None = None, tp: int = 1) -> float:
+    """KV-cache bytes one token adds across all layers, per GPU."""
+    return kv_bytes_per_token_layer(spec, kv_dtype, tp) * spec.num_layers
+
+
+def kv_dtype_bytes(spec: ModelSpec, kv_dtype: str | None) -> int:
+    """Bytes per KV element: ``kv_dtype`` if given (``fp8``, ``bf16``, ...), else the model dtype."""
+    return DTYPE_BYTES[normalize_dtype(kv_dtype) if kv_dtype else spec.weights.dtype]
+
+
+def kv_cache_bytes(spec: ModelSpec, context: int, kv_dtype: str | None = None, tp: int = 1) -> float:
+    """KV-cache bytes one sequence of ``context`` tokens holds, per GPU (sliding-window layers
+    keep at most ``window`` tokens)."""
+    per_layer = kv_bytes_per_token_layer(spec, kv_dtype, tp)
+    return sum(per_layer * (min(context, lyr.window) if lyr.window else context) for lyr in spec.layers)
+
+
+def expected_experts(num_experts: int, top_k: int, tokens: int) -> float:
+    """Expected distinct experts ``tokens`` tokens route to, ``top_k`` each, uniformly:
+    ``E * (1 - (1 - k/E) ** T)``."""
+    if tokens <= 0:
+        return 0.0
+    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
+
+
+@dataclass(frozen=True)
+class StepBytes:
+    """Bytes a step reads and writes, by component, per GPU."""
+
+    read: dict[str, float]
+    write: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        return sum(self.read.values()) + sum(self.write.values())
+
+
+def _weights_touched(spec: ModelSpec, tokens: int, tp: int) -> dict[str, float]:
+    """Weight bytes read by a forward pass over ``tokens`` tokens, per GPU."""
+    stored = weight_bytes(spec, tp)
+    out: dict[str, float] = {}
+    for c in components(spec):
+        size = stored.get(c.key, 0.0)
+        if c.key == "embed_tokens":
+            size = size / spec.vocab_size * min(tokens, spec.vocab_size)  # only the rows looked up
+        elif c.key == "lm_head" and spec.tie_word_embeddings:
+            size = stored["embed_tokens"]  # the tied matrix is read in full by the LM head
+        elif c.key == "experts":
+            fractions = [expected_experts(m.num_experts, m.top_k, tokens) / m.num_experts
+                         for m in c.moe_layers]
+            size = size * sum(fractions) / len(fractions)
+        if size:
+            out[c.key] = size
+    return out
+
+
+def _kv_read(spec: ModelSpec, contexts: list[int], kv_dtype: str | None, tp: int) -> float:
+    per_layer = kv_bytes_per_token_layer(spec, kv_dtype, tp)
+    return sum(
+        per_layer * sum(min(c, lyr.window) if lyr.window else c for c in contexts)
+        for lyr in spec.layers
+    )
+
+
+def decode_bytes(spec: ModelSpec, step: DecodeStep, kv_dtype: str | None = None, tp: int = 1) -> StepBytes:
+    """Bytes one decode step moves per GPU: weights touched once, each sequence's KV (its cache
+    plus the new token, capped by the window), the new tokens' KV written."""
+    read = _weights_touched(spec, step.batch, tp)
+    read["kv_cache"] = _kv_read(spec, [c + 1 for c in step.contexts], kv_dtype, tp)
+    write = {"kv_cache": kv_bytes_per_token(spec, kv_dtype, tp) * step.batch}
+    return StepBytes(read, write)
+
+
+def prefill_bytes(spec: ModelSpec, chunk: PrefillChunk, kv_dtype: str | None = None, tp: int = 1) -> StepBytes:
+    """Bytes a prefill chunk moves per GPU: weights once for the whole batch, each sequence's KV
+    once (cached and new tokens, capped by the window), the new tokens' KV written."""
+    tokens = chunk.new_tokens * chunk.batch
+    read = _weights_touched(spec, tokens, tp)
+    context = chunk.cached_tokens + chunk.new_tokens
+    read["kv_cache"] = _kv_read(spec, [context] * chunk.batch, kv_dtype, tp)
+    write = {"kv_cache": kv_bytes_per_token(spec, kv_dtype, tp) * tokens}
+    return StepBytes(read, write)
+
+
+def moe_layers(spec: ModelSpec) -> list[MoE]:
+    return [lyr.ffn for lyr in spec.layers if isinstance(lyr.ffn, MoE)]

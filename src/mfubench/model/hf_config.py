@@ -1,0 +1,273 @@
+"""The one adapter from a Hugging Face ``config.json`` to a :class:`ModelSpec`.
+
+Untrusted input: every field is read through :class:`_Reader`, which checks presence and type and
+names the file and the field in its error. Families and what each contributes:
+
+- ``llama``, ``mistral``, ``qwen2``, ``qwen3``: dense, GQA; ``mistral`` and ``qwen2``/``qwen3``
+  may use a sliding window on every layer (qwen only with ``use_sliding_window``); ``qwen2``
+  has q/k/v biases; ``qwen3`` per-head q/k norms.
+- ``mixtral``, ``qwen2_moe``, ``qwen3_moe``: top-k MoE (Qwen2-MoE with a gated shared expert).
+- ``gemma2``, ``gemma3`` (its ``text_config``; ``gemma3_text``): sliding-window layers beside
+  full ones, four norms per layer, tied embeddings.
+- ``deepseek_v3``: MLA, MoE with shared experts, the first ``first_k_dense_replace`` layers dense.
+- ``gpt_oss``: alternating sliding-window layers, attention sinks, biased MoE, MXFP4 experts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mfubench.errors import ConfigError
+from mfubench.model.quant import from_hf_quantization, normalize_dtype
+from mfubench.model.spec import Attention, DenseMLP, Layer, ModelSpec, MoE
+
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
+    "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe",
+    "gemma2", "gemma3", "gemma3_text", "deepseek_v3", "gpt_oss",
+)
+
+
+class _Reader:
+    """Typed, named access to a config mapping."""
+
+    def __init__(self, data: Mapping[str, Any], where: str) -> None:
+        self.data = data
+        self.where = where
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def get_int(self, key: str, default: int | None = None, *, minimum: int = 1) -> int:
+        value = self.data.get(key)
+        if value is None:
+            if default is None:
+                raise ConfigError(f"{self.where}: missing field {key!r}")
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ConfigError(f"{self.where}: field {key!r} must be an integer, got {value!r}")
+        if value < minimum:
+            raise ConfigError(f"{self.where}: field {key!r} must be >= {minimum}, got {value}")
+        return value
+
+    def opt_int(self, key: str) -> int | None:
+        return self.get_int(key) if self.has(key) else None
+
+    def get_bool(self, key: str, default: bool = False) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.where}: field {key!r} must be true or false, got {value!r}")
+        return value
+
+    def get_list(self, key: str) -> list[Any] | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise ConfigError(f"{self.where}: field {key!r} must be a list, got {value!r}")
+        return value
+
+
+def parse_config(config: Mapping[str, Any], name: str = "config.json") -> ModelSpec:
+    """Build the spec of a model from its ``config.json`` contents (``name`` is for messages)."""
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{name}: a config.json must hold a JSON object")
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str):
+        raise ConfigError(f"{name}: missing field 'model_type'")
+    top = _Reader(config, name)
+    if model_type == "gemma3":
+        text = config.get("text_config")
+        if not isinstance(text, Mapping):
+            raise ConfigError(f"{name}: gemma3 config without a 'text_config' object")
+        merged = dict(text)
+        merged.setdefault("model_type", "gemma3_text")
+        for key in ("quantization_config", "torch_dtype", "dtype", "tie_word_embeddings"):
+            if key in config and key not in merged:
+                merged[key] = config[key]
+        spec = parse_config(merged, f"{name} (text_config)")
+        from dataclasses import replace
+
+        return replace(spec, name=name, model_type="gemma3")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ConfigError(
+            f"{name}: model_type {model_type!r} is not supported; supported: "
+            + ", ".join(SUPPORTED_MODEL_TYPES)
+        )
+    cfg = top
+    hidden = cfg.get_int("hidden_size")
+    num_layers = cfg.get_int("num_hidden_layers")
+    vocab = cfg.get_int("vocab_size")
+    attention = _attention(cfg, model_type, hidden)
+    windows = _windows(cfg, model_type, num_layers)
+    ffns = _ffns(cfg, model_type, num_layers)
+    norms = 4 if model_type in ("gemma2", "gemma3_text") else 2
+    layers = tuple(Layer(ffn=f, window=w, num_norms=norms) for f, w in zip(ffns, windows, strict=True))
+    dtype_name = config.get("torch_dtype") or config.get("dtype") or "bfloat16"
+    try:
+        dtype = normalize_dtype(str(dtype_name))
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: field 'torch_dtype': {exc}") from None
+    weights = from_hf_quantization(config.get("quantization_config"), dtype, name)
+    tie_default = model_type in ("gemma2", "gemma3_text")
+    try:
+        return ModelSpec(
+            name=name,
+            model_type=model_type,
+            hidden_size=hidden,
+            vocab_size=vocab,
+            attention=attention,
+            layers=layers,
+            tie_word_embeddings=cfg.get_bool("tie_word_embeddings", tie_default),
+            weights=weights,
+            max_position_embeddings=cfg.opt_int("max_position_embeddings"),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _attention(cfg: _Reader, model_type: str, hidden: int) -> Attention:
+    heads = cfg.get_int("num_attention_heads")
+    try:
+        if model_type == "deepseek_v3":
+            nope = cfg.get_int("qk_nope_head_dim")
+            rope = cfg.get_int("qk_rope_head_dim")
+            return Attention(
+                num_heads=heads,
+                num_kv_heads=heads,
+                head_dim=nope + rope,
+                v_head_dim=cfg.get_int("v_head_dim"),
+                qkv_bias=cfg.get_bool("attention_bias"),
+                o_bias=cfg.get_bool("attention_bias"),
+                q_lora_rank=cfg.opt_int("q_lora_rank"),
+                kv_lora_rank=cfg.get_int("kv_lora_rank"),
+                qk_rope_head_dim=rope,
+            )
+        kv_heads = cfg.get_int("num_key_value_heads", heads)
+        if cfg.has("head_dim"):
+            head_dim = cfg.get_int("head_dim")
+        else:
+            if hidden % heads:
+                raise ConfigError(
+                    f"{cfg.where}: no 'head_dim' and hidden_size {hidden} is not a multiple of "
+                    f"num_attention_heads {heads}"
+                )
+            head_dim = hidden // heads
+        qkv_bias = model_type == "qwen2" or model_type == "qwen2_moe" or cfg.get_bool("attention_bias")
+        o_bias = cfg.get_bool("attention_bias")
+        return Attention(
+            num_heads=heads,
+            num_kv_heads=kv_heads,
+            head_dim=head_dim,
+            v_head_dim=head_dim,
+            qkv_bias=qkv_bias,
+            o_bias=o_bias,
+            qk_norm=model_type in ("qwen3", "qwen3_moe", "gemma3_text"),
+            sinks=model_type == "gpt_oss",
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.where}: {exc}") from None
+
+
+def _windows(cfg: _Reader, model_type: str, num_layers: int) -> list[int | None]:
+    """The sliding window of every layer (None = full attention)."""
+    window = cfg.get_int("sliding_window", 0, minimum=0) or None  # 0 and null both mean none
+    if model_type in ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe"):
+        if not cfg.get_bool("use_sliding_window"):
+            return [None] * num_layers
+        # Qwen applies the window from layer max_window_layers on.
+        first = cfg.get_int("max_window_layers", num_layers, minimum=0)
+        return [window if i >= first else None for i in range(num_layers)]
+    if window is None:
+        return [None] * num_layers
+    layer_types = cfg.get_list("layer_types")
+    if layer_types is not None:
+        if len(layer_types) < num_layers:
+            raise ConfigError(
+                f"{cfg.where}: 'layer_types' has {len(layer_types)} entries for {num_layers} layers"
+            )
+        out: list[int | None] = []
+        for i, kind in enumerate(layer_types[:num_layers]):
+            if kind not in ("sliding_attention", "full_attention"):
+                raise ConfigError(f"{cfg.where}: layer_types[{i}] is {kind!r}")
+            out.append(window if kind == "sliding_attention" else None)
+        return out
+    if model_type == "gemma2":  # even layers slide, odd ones see everything
+        return [window if i % 2 == 0 else None for i in range(num_layers)]
+    if model_type == "gemma3_text":
+        pattern = cfg.get_int("sliding_window_pattern", 6)
+        return [None if (i + 1) % pattern == 0 else window for i in range(num_layers)]
+    if model_type == "gpt_oss":
+        return [window if i % 2 == 0 else None for i in range(num_layers)]
+    return [window] * num_layers  # mistral, mixtral, llama with a window: every layer
+
+
+def _ffns(cfg: _Reader, model_type: str, num_layers: int) -> list[DenseMLP | MoE]:
+    """The feed-forward block of every layer."""
+    try:
+        if model_type == "mixtral":
+            moe = MoE(
+                num_experts=cfg.get_int("num_local_experts"),
+                top_k=cfg.get_int("num_experts_per_tok"),
+                expert_intermediate_size=cfg.get_int("intermediate_size"),
+            )
+            return [moe] * num_layers
+        if model_type in ("qwen2_moe", "qwen3_moe"):
+            shared = cfg.get_int("shared_expert_intermediate_size", 0, minimum=0)
+            moe = MoE(
+                num_experts=_first_int(cfg, "num_experts", "num_local_experts"),
+                top_k=cfg.get_int("num_experts_per_tok"),
+                expert_intermediate_size=cfg.get_int("moe_intermediate_size"),
+                shared_intermediate_size=shared if model_type == "qwen2_moe" else 0,
+                shared_expert_gate=model_type == "qwen2_moe" and shared > 0,
+            )
+            dense = DenseMLP(cfg.get_int("intermediate_size"))
+            step = cfg.get_int("decoder_sparse_step", 1)
+            mlp_only = set(cfg.get_list("mlp_only_layers") or [])
+            return [
+                moe if (i not in mlp_only and (i + 1) % step == 0) else dense
+                for i in range(num_layers)
+            ]
+        if model_type == "deepseek_v3":
+            n_shared = cfg.get_int("n_shared_experts", 0, minimum=0)
+            moe_inter = cfg.get_int("moe_intermediate_size")
+            moe = MoE(
+                num_experts=cfg.get_int("n_routed_experts"),
+                top_k=cfg.get_int("num_experts_per_tok"),
+                expert_intermediate_size=moe_inter,
+                shared_intermediate_size=n_shared * moe_inter,
+                router_score_bias=str(cfg.data.get("topk_method", "noaux_tc")) == "noaux_tc",
+            )
+            dense = DenseMLP(cfg.get_int("intermediate_size"))
+            first_dense = cfg.get_int("first_k_dense_replace", 0, minimum=0)
+            freq = cfg.get_int("moe_layer_freq", 1)
+            return [
+                moe if (i >= first_dense and i % freq == 0) else dense for i in range(num_layers)
+            ]
+        if model_type == "gpt_oss":
+            top_k = _first_int(cfg, "num_experts_per_tok", "experts_per_token")
+            moe = MoE(
+                num_experts=cfg.get_int("num_local_experts"),
+                top_k=top_k,
+                expert_intermediate_size=cfg.get_int("intermediate_size"),
+                router_bias=True,
+                expert_bias=True,
+            )
+            return [moe] * num_layers
+        mlp_bias = cfg.get_bool("mlp_bias")
+        return [DenseMLP(cfg.get_int("intermediate_size"), bias=mlp_bias)] * num_layers
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.where}: {exc}") from None
+
+
+def _first_int(cfg: _Reader, *keys: str) -> int:
+    """The first of ``keys`` the config has (fields renamed across transformers versions)."""
+    for key in keys:
+        if cfg.has(key):
+            return cfg.get_int(key)
+    raise ConfigError(f"{cfg.where}: missing field {keys[0]!r} (or {', '.join(keys[1:])})")

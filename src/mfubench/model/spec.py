@@ -1,0 +1,162 @@
+"""ModelSpec: the shape of a decoder-only transformer, as far as counting its work needs.
+
+A spec is built from a Hugging Face ``config.json`` by :mod:`mfubench.model.hf_config` and is
+the only thing the counting code reads. It records every matrix a token passes through, layer by
+layer, so that hybrid models (sliding-window layers beside full ones, dense layers before MoE
+ones) are counted as they are, never as an average.
+
+Conventions: sizes are element counts; ``head_dim`` is read from the config where it is given
+(never assumed to be ``hidden_size / num_heads``); a sliding ``window`` is the number of keys a
+query sees, itself included (HF masks ``q - k < window``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mfubench.model.quant import WeightFormat
+
+
+@dataclass(frozen=True)
+class Attention:
+    """Self-attention of one layer.
+
+    Attributes:
+        num_heads: query heads.
+        num_kv_heads: key/value heads (GQA when fewer than ``num_heads``; MLA: equal).
+        head_dim: query/key width per head (MLA: ``qk_nope_head_dim + qk_rope_head_dim``).
+        v_head_dim: value width per head (equal to ``head_dim`` except MLA).
+        qkv_bias / o_bias: whether the projections carry a bias vector.
+        qk_norm: a per-head RMSNorm on queries and keys (Qwen3, Gemma 3): ``2 * head_dim`` weights.
+        sinks: one learned sink logit per query head (gpt-oss).
+        q_lora_rank / kv_lora_rank / qk_rope_head_dim: Multi-head Latent Attention (DeepSeek-V3).
+            ``kv_lora_rank`` set means MLA: keys and values are stored as one latent vector of
+            ``kv_lora_rank + qk_rope_head_dim`` per token and layer.
+    """
+
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    v_head_dim: int
+    qkv_bias: bool = False
+    o_bias: bool = False
+    qk_norm: bool = False
+    sinks: bool = False
+    q_lora_rank: int | None = None
+    kv_lora_rank: int | None = None
+    qk_rope_head_dim: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("num_heads", "num_kv_heads", "head_dim", "v_head_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"attention {name} must be positive")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}"
+            )
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank is not None
+
+
+@dataclass(frozen=True)
+class DenseMLP:
+    """A feed-forward block: gated (SwiGLU/GeGLU: gate, up, down) or plain (up, down)."""
+
+    intermediate_size: int
+    gated: bool = True
+    bias: bool = False
+
+    @property
+    def num_matrices(self) -> int:
+        return 3 if self.gated else 2
+
+
+@dataclass(frozen=True)
+class MoE:
+    """A mixture-of-experts block.
+
+    Attributes:
+        num_experts: routed experts.
+        top_k: experts each token is routed to.
+        expert_intermediate_size: intermediate width of one routed expert (gated, 3 matrices).
+        shared_intermediate_size: total intermediate width of the always-on shared expert(s)
+            (DeepSeek: ``n_shared_experts * moe_intermediate_size``; Qwen2-MoE:
+            ``shared_expert_intermediate_size``); 0 when there are none.
+        shared_expert_gate: a sigmoid gate ``hidden -> 1`` on the shared expert (Qwen2-MoE).
+        router_bias: the router linear layer has a bias (gpt-oss).
+        router_score_bias: an extra per-expert bias on the scores (DeepSeek-V3
+            ``e_score_correction_bias``), a parameter but no matmul.
+        expert_bias: each expert's projections carry biases (gpt-oss).
+    """
+
+    num_experts: int
+    top_k: int
+    expert_intermediate_size: int
+    shared_intermediate_size: int = 0
+    shared_expert_gate: bool = False
+    router_bias: bool = False
+    router_score_bias: bool = False
+    expert_bias: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_k <= self.num_experts:
+            raise ValueError(f"top_k {self.top_k} must be in 1..num_experts {self.num_experts}")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One decoder layer: its attention window, its feed-forward block and its norms.
+
+    ``window`` is None for full attention, else the number of keys each query attends.
+    ``num_norms`` counts the hidden-size norm vectors (2 for Llama, 4 for Gemma 2/3).
+    """
+
+    ffn: DenseMLP | MoE
+    window: int | None = None
+    num_norms: int = 2
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A decoder-only language model.
+
+    Attributes:
+        name: the id or path it was read from.
+        model_type: the HF ``model_type`` (``llama``, ``qwen3_moe``, ``deepseek_v3``, ...).
+        hidden_size / vocab_size: residual width and vocabulary.
+        attention: the attention shape, the same in every layer.
+        layers: every decoder layer in order.
+        tie_word_embeddings: the LM head shares the embedding matrix (no extra parameters).
+        weights: how weights are stored (dtype or quantization), see :class:`WeightFormat`.
+        max_position_embeddings: the longest context the config declares.
+    """
+
+    name: str
+    model_type: str
+    hidden_size: int
+    vocab_size: int
+    attention: Attention
+    layers: tuple[Layer, ...]
+    tie_word_embeddings: bool = False
+    weights: WeightFormat = field(default_factory=WeightFormat)
+    max_position_embeddings: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.hidden_size < 1 or self.vocab_size < 1 or not self.layers:
+            raise ValueError("hidden_size, vocab_size and the layers must be positive")
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def is_moe(self) -> bool:
+        return any(isinstance(layer.ffn, MoE) for layer in self.layers)
+
+    def with_weights(self, weights: WeightFormat) -> ModelSpec:
+        """The same model with its weights stored another way (``--dtype``)."""
+        from dataclasses import replace
+
+        return replace(self, weights=weights)
