@@ -1,0 +1,400 @@
+"""The sweep engine: measure every point (batch × input × output) and write results as it goes.
+
+For each point not already finished:
+
+1. ``warmup`` rounds of ``batch`` requests of the point's shape, outside any window;
+2. ``repeats`` times: scrape ``/metrics``, send ``batch`` requests at once (``asyncio.gather``),
+   wait for all, scrape ``/metrics`` again (polling briefly until the engine's token counters
+   include the batch, since vLLM records them just after it streams ``[DONE]``);
+3. one :class:`~mfubench.analysis.measurement.Measurement` from the repeats (means over them):
+
+   - ``ttft_s`` = last first-token arrival − first send (the batch's prefill span);
+   - ``itl_s`` = mean of the inter-token times of all decode tokens of the batch;
+   - ``elapsed_s`` = last ``[DONE]`` − first send;
+   - ``output_tokens_per_s`` = generated tokens of the batch / ``elapsed_s``;
+   - ``server_*`` = the engine's FLOP and byte counter deltas over the window;
+
+4. ``analyze(measurement)`` gives the point's rows (by phase); the point line is written.
+
+A point whose usage counts or ``finish_reason`` differ from what was asked, whose requests
+failed in a way the run can survive (time-out, malformed stream), or whose engine token
+counters moved by other amounts than the batch's (other traffic) is flagged in
+``extra["flags"]`` and on its rows, and kept out of the figures. A failure the run cannot
+survive (connection refused, an HTTP error status, a server that died) raises
+:class:`~mfubench.errors.ServerError` after everything finished is on disk.
+
+Fresh random prompt ids per request (also in warm-up), so prefix caching cannot hide work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mfubench.analysis.measurement import Measurement
+from mfubench.errors import ServerError
+from mfubench.measure.client import CompletionClient, RequestRecord, random_prompt
+from mfubench.measure.metrics import Samples, ServerDelta, parse_prometheus, server_delta, total
+from mfubench.measure.results_log import PointKey, ResultsLog
+
+Analyze = Callable[[Measurement], list[dict[str, Any]]]
+"""The analysis of one point: rows by phase (``prefill``, ``decode``, ``total``)."""
+
+#: Request failures that end the run (the server is unreachable, refuses, or died).
+FATAL_ERROR_KINDS = frozenset({"connect", "http", "disconnect"})
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What to measure: the grid, and how often each point is repeated.
+
+    Attributes:
+        batch_sizes / input_tokens / output_tokens: the grid; each point sends ``batch``
+            requests of ``input`` prompt tokens asking for ``output`` tokens.
+        repeats: measured rounds per point (the point's figures are means over them).
+        warmup: unmeasured rounds per point before them.
+    """
+
+    batch_sizes: tuple[int, ...]
+    input_tokens: tuple[int, ...]
+    output_tokens: tuple[int, ...]
+    repeats: int = 3
+    warmup: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("batch_sizes", "input_tokens", "output_tokens"):
+            values = getattr(self, name)
+            if not values or any(not isinstance(v, int) or v < 1 for v in values):
+                raise ValueError(f"{name} must be positive integers, got {values!r}")
+        if self.repeats < 1 or self.warmup < 0:
+            raise ValueError("repeats must be at least 1 and warmup at least 0")
+
+    def points(self) -> list[PointKey]:
+        """Every ``(batch, input, output)``: shapes outermost, so the batch sizes of one shape
+        are measured back to back."""
+        return [
+            (b, i, o) for i in self.input_tokens for o in self.output_tokens for b in self.batch_sizes
+        ]
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """One batch sent at once: its records and the engine's counter delta over it."""
+
+    records: tuple[RequestRecord, ...]
+    delta: ServerDelta | None
+
+    @property
+    def ttft_s(self) -> float | None:
+        """Last first token − first send (None unless every request had a first token)."""
+        firsts = [r.first_token_at_s for r in self.records]
+        if not firsts or any(t is None for t in firsts):
+            return None
+        return max(t for t in firsts if t is not None) - min(r.sent_s for r in self.records)
+
+    @property
+    def elapsed_s(self) -> float | None:
+        """Last ``[DONE]`` − first send."""
+        dones = [r.done_at_s for r in self.records if r.done_at_s is not None]
+        return max(dones) - min(r.sent_s for r in self.records) if dones else None
+
+    @property
+    def itl_s(self) -> float | None:
+        """Mean inter-token time over every decode token of the batch."""
+        gaps = [g for r in self.records for g in r.itl_s]
+        return math.fsum(gaps) / len(gaps) if gaps else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ttft_s": self.ttft_s,
+            "itl_s": self.itl_s,
+            "elapsed_s": self.elapsed_s,
+            "server": None if self.delta is None else _delta_json(self.delta),
+        }
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """A finished point: its measurement (None when nothing could be timed), rows and flags."""
+
+    key: PointKey
+    measurement: Measurement | None
+    rows: list[dict[str, Any]]
+    flags: tuple[str, ...]
+    rounds: tuple[RoundResult, ...] = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``point`` line of the results file."""
+        b, i, o = self.key
+        m = self.measurement
+        return {
+            "type": "point",
+            "batch_size": b,
+            "input_tokens": i,
+            "output_tokens": o,
+            "flags": list(self.flags),
+            "measurement": None if m is None else _measurement_json(m),
+            "rows": self.rows,
+        }
+
+
+@dataclass
+class SweepHooks:
+    """How the sweep talks to what is around it.
+
+    Attributes:
+        check_server: None while the server is fine, else why not (a launched server that
+            exited, with its log tail); asked after any failed request.
+        on_round: called after each measured round (for progress display).
+        on_point: called after each finished point.
+    """
+
+    check_server: Callable[[], str | None] = lambda: None
+    on_round: Callable[[PointKey, int], None] = lambda key, repeat: None
+    on_point: Callable[[PointResult], None] = lambda result: None
+
+
+async def run_sweep(
+    client: CompletionClient,
+    plan: SweepPlan,
+    analyze: Analyze,
+    log: ResultsLog,
+    *,
+    token_range: tuple[int, int],
+    rng: random.Random,
+    finished: Iterable[PointKey] = (),
+    hooks: SweepHooks | None = None,
+    settle_timeout_s: float = 2.0,
+) -> list[PointResult]:
+    """Measure every point of ``plan`` not in ``finished``; write request and point lines.
+
+    Returns the results of the points measured now. Raises :class:`ServerError` on a failure
+    the run cannot survive; every point finished before it is already on disk.
+    """
+    hooks = hooks or SweepHooks()
+    done = set(finished)
+    scrape = await _metrics_available(client)
+    results: list[PointResult] = []
+    for key in plan.points():
+        if key in done:
+            continue
+        batch, input_tokens, output_tokens = key
+        for _ in range(plan.warmup):
+            prompts = [random_prompt(rng, input_tokens, token_range) for _ in range(batch)]
+            warm = await _round(client, prompts, output_tokens, scrape, settle_timeout_s)
+            _raise_if_fatal(warm.records, key, hooks, client)
+        rounds: list[RoundResult] = []
+        for repeat in range(plan.repeats):
+            prompts = [random_prompt(rng, input_tokens, token_range) for _ in range(batch)]
+            result = await _round(client, prompts, output_tokens, scrape, settle_timeout_s)
+            for record in result.records:
+                log.write({"type": "request", "point": list(key), "repeat": repeat, **record.to_json()})
+            _raise_if_fatal(result.records, key, hooks, client)
+            rounds.append(result)
+            hooks.on_round(key, repeat)
+        point = build_point(key, rounds, analyze)
+        log.write(point.to_json())
+        hooks.on_point(point)
+        results.append(point)
+    return results
+
+
+async def _round(
+    client: CompletionClient, prompts: Sequence[Sequence[int]], output_tokens: int, scrape: bool, settle_timeout_s: float
+) -> RoundResult:
+    """Send ``prompts`` at once; scrape the engine's counters around them."""
+    before = await _scrape(client) if scrape else None
+    records = await asyncio.gather(*(client.complete(p, output_tokens, len(prompts)) for p in prompts))
+    if before is None or any(r.error_kind in FATAL_ERROR_KINDS for r in records):
+        return RoundResult(tuple(records), None)
+    expected_prompt = sum(r.input_tokens or 0 for r in records)
+    expected_generated = sum(r.output_tokens or 0 for r in records)
+    deadline = time.monotonic() + settle_timeout_s
+    while True:
+        after = await _scrape(client)
+        delta = server_delta(before, after)
+        settled = (delta.prompt_tokens or 0) >= expected_prompt and (delta.generation_tokens or 0) >= expected_generated
+        if settled or delta.generation_tokens is None or time.monotonic() > deadline:
+            return RoundResult(tuple(records), delta)
+        await asyncio.sleep(0.02)
+
+
+async def _scrape(client: CompletionClient) -> Samples:
+    return parse_prometheus(await client.get_text("/metrics"))
+
+
+async def _metrics_available(client: CompletionClient) -> bool:
+    """True when ``/metrics`` answers with vLLM's token counters."""
+    try:
+        samples = await _scrape(client)
+    except ServerError:
+        return False
+    return total(samples, "vllm:generation_tokens_total") is not None
+
+
+def _raise_if_fatal(
+    records: Sequence[RequestRecord], key: PointKey, hooks: SweepHooks, client: CompletionClient
+) -> None:
+    failed = [r for r in records if r.error is not None]
+    if not failed:
+        return
+    dead = hooks.check_server()
+    fatal = [r for r in failed if r.error_kind in FATAL_ERROR_KINDS]
+    if dead is None and not fatal:
+        return
+    where = f"point batch={key[0]} input={key[1]} output={key[2]}"
+    first = (fatal or failed)[0].error
+    raise ServerError(f"{client.base_url} failed at {where}: {dead or first}")
+
+
+def build_point(key: PointKey, rounds: Sequence[RoundResult], analyze: Analyze) -> PointResult:
+    """The point's measurement (means over ``rounds``), its flags and its rows."""
+    batch, input_tokens, output_tokens = key
+    records = [r for rnd in rounds for r in rnd.records]
+    flags = point_flags(key, rounds)
+    measurement = _measurement(key, rounds, records, flags)
+    rows: list[dict[str, Any]] = []
+    if measurement is not None:
+        rows = [dict(row) for row in analyze(measurement)]
+        for row in rows:
+            row.setdefault("batch_size", batch)
+            row.setdefault("input_tokens", input_tokens)
+            row.setdefault("output_tokens", output_tokens)
+            if flags:
+                row["flags"] = list(flags)
+    return PointResult(key, measurement, rows, flags, tuple(rounds))
+
+
+def point_flags(key: PointKey, rounds: Sequence[RoundResult]) -> tuple[str, ...]:
+    """Why a point must stay out of the figures (empty when it is clean).
+
+    - ``request_errors``: some request failed;
+    - ``input_count``/``output_count``: usage differs from the requested lengths;
+    - ``finish_reason``: some request did not end with ``length``;
+    - ``server_counts``: the engine's token counters moved by other amounts than the
+      batch's (other traffic, or a counter that did not settle), so its deltas are not ours.
+    """
+    _, input_tokens, output_tokens = key
+    records = [r for rnd in rounds for r in rnd.records]
+    ok = [r for r in records if r.error is None]
+    flags = []
+    if len(ok) < len(records):
+        flags.append("request_errors")
+    if any(r.input_tokens != input_tokens for r in ok):
+        flags.append("input_count")
+    if any(r.output_tokens != output_tokens for r in ok):
+        flags.append("output_count")
+    if any(r.finish_reason != "length" for r in ok):
+        flags.append("finish_reason")
+    for rnd in rounds:
+        d = rnd.delta
+        if d is None or d.prompt_tokens is None or d.generation_tokens is None:
+            continue
+        if d.prompt_tokens != sum(r.input_tokens or 0 for r in rnd.records) or d.generation_tokens != sum(
+            r.output_tokens or 0 for r in rnd.records
+        ):
+            flags.append("server_counts")
+            break
+    return tuple(flags)
+
+
+def _measurement(
+    key: PointKey, rounds: Sequence[RoundResult], records: Sequence[RequestRecord], flags: Sequence[str]
+) -> Measurement | None:
+    batch, input_tokens, output_tokens = key
+    ok = [r for r in records if r.error is None and r.input_tokens is not None and r.output_tokens is not None]
+    if not ok:
+        return None
+    elapsed = _mean(r.elapsed_s for r in rounds)
+    ttft = _mean(r.ttft_s for r in rounds)
+    itl = _mean(r.itl_s for r in rounds)
+    mean_output = math.fsum(float(r.output_tokens or 0) for r in ok) / len(ok)
+    generated = math.fsum(float(r.output_tokens or 0) for r in ok)
+    time_s = math.fsum(r.elapsed_s or 0.0 for r in rounds)
+    if elapsed is None and ttft is None and itl is None:
+        return None
+    deltas = [r.delta for r in rounds]
+    extra: dict[str, Any] = {
+        "flags": list(flags),
+        "requested_input_tokens": input_tokens,
+        "repeats": [r.to_json() for r in rounds],
+        "requests": len(records),
+        "failed_requests": len(records) - len(ok),
+    }
+    server = _server_means(deltas)
+    if server:
+        extra["server"] = server
+    return Measurement(
+        batch_size=batch,
+        input_tokens=math.fsum(float(r.input_tokens or 0) for r in ok) / len(ok),
+        output_tokens=mean_output,
+        requested_output_tokens=output_tokens,
+        ttft_s=_positive(ttft),
+        itl_s=_positive(itl),
+        elapsed_s=_positive(elapsed),
+        output_tokens_per_s=_positive(generated / time_s if time_s > 0 else None),
+        server_flops=_mean_delta(deltas, "flops"),
+        server_read_bytes=_mean_delta(deltas, "read_bytes"),
+        server_write_bytes=_mean_delta(deltas, "write_bytes"),
+        source=f"mfubench run, point batch={batch} input={input_tokens} output={output_tokens}",
+        extra=extra,
+    )
+
+
+def _server_means(deltas: Sequence[ServerDelta | None]) -> dict[str, float]:
+    """Per-request means of the engine's phase histograms, and per-round token deltas."""
+    if not deltas or any(d is None for d in deltas):
+        return {}
+    present = [d for d in deltas if d is not None]
+    out: dict[str, float] = {}
+    for phase in ("prefill", "decode", "queue"):
+        means = [d.mean_s(phase) for d in present]
+        if all(m is not None for m in means):
+            out[f"{phase}_time_s"] = math.fsum(m for m in means if m is not None) / len(means)
+    for name in ("prompt_tokens", "generation_tokens"):
+        value = _mean_delta(deltas, name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _mean_delta(deltas: Sequence[ServerDelta | None], name: str) -> float | None:
+    values = [None if d is None else getattr(d, name) for d in deltas]
+    if not values or any(v is None for v in values):
+        return None
+    return math.fsum(v for v in values if v is not None) / len(values)
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return math.fsum(present) / len(present) if present else None
+
+
+def _positive(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) and value > 0 else None
+
+
+def _measurement_json(m: Measurement) -> dict[str, Any]:
+    return {
+        "batch_size": m.batch_size,
+        "input_tokens": m.input_tokens,
+        "output_tokens": m.output_tokens,
+        "requested_output_tokens": m.requested_output_tokens,
+        "ttft_s": m.ttft_s,
+        "itl_s": m.itl_s,
+        "elapsed_s": m.elapsed_s,
+        "output_tokens_per_s": m.output_tokens_per_s,
+        "server_flops": m.server_flops,
+        "server_read_bytes": m.server_read_bytes,
+        "server_write_bytes": m.server_write_bytes,
+        "extra": dict(m.extra),
+    }
+
+
+def _delta_json(d: ServerDelta) -> Mapping[str, float | None]:
+    return {k: getattr(d, k) for k in d.__dataclass_fields__}
