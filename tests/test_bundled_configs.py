@@ -44,6 +44,8 @@ ENTRY_KEYS = {
     "published_params_active",
     "params_source",
     "notes",
+    "published_active_excludes_embedding",
+    "published_params_vision",
 }
 
 

@@ -49,6 +49,14 @@ def params_active(spec: ModelSpec) -> int:
     return active
 
 
+def params_active_non_embedding(spec: ModelSpec) -> int:
+    """:func:`params_active` without the input-embedding table (a token reads one row of it),
+    as DeepSeek and OpenAI quote "active" parameters; tied embeddings stay, as the LM head."""
+    if spec.tie_word_embeddings:
+        return params_active(spec)
+    return params_active(spec) - spec.vocab_size * spec.hidden_size
+
+
 def weight_bytes(spec: ModelSpec, tp: int = 1) -> dict[str, float]:
     """Bytes of the stored weights by component, per GPU (scales of quantized weights included)."""
     check_tp(spec, tp)

@@ -28,6 +28,19 @@ SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
 )
 
 
+#: Gemma3TextConfig's defaults (transformers 4.50+), which the published gemma-3 configs rely on:
+#: their ``text_config`` omits these fields.
+_GEMMA3_TEXT_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 262_208,
+    "sliding_window_pattern": 6,
+    "sliding_window": 4096,
+    "head_dim": 256,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 131_072,
+    "tie_word_embeddings": True,
+}
+
+
 class _Reader:
     """Typed, named access to a config mapping."""
 
@@ -85,7 +98,7 @@ def parse_config(config: Mapping[str, Any], name: str = "config.json") -> ModelS
         text = config.get("text_config")
         if not isinstance(text, Mapping):
             raise ConfigError(f"{name}: gemma3 config without a 'text_config' object")
-        merged = dict(text)
+        merged = {**_GEMMA3_TEXT_DEFAULTS, **text}
         merged.setdefault("model_type", "gemma3_text")
         for key in ("quantization_config", "torch_dtype", "dtype", "tie_word_embeddings"):
             if key in config and key not in merged:

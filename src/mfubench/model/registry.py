@@ -35,6 +35,8 @@ class BundledModel:
     published_params_total: int | None
     published_params_active: int | None
     params_source: str | None
+    published_active_excludes_embedding: bool = False
+    published_params_vision: int | None = None
 
 
 @cache
@@ -52,6 +54,10 @@ def bundled_models() -> tuple[BundledModel, ...]:
                 published_params_total=_opt_int(entry.get("published_params_total")),
                 published_params_active=_opt_int(entry.get("published_params_active")),
                 params_source=entry.get("params_source"),
+                published_active_excludes_embedding=bool(
+                    entry.get("published_active_excludes_embedding", False)
+                ),
+                published_params_vision=_opt_int(entry.get("published_params_vision")),
             )
         )
     return tuple(out)

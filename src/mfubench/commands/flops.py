@@ -1,0 +1,105 @@
+"""``mfubench flops``: count the FLOPs and bytes of inference for a model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mfubench.counting.summary import CountQuery, count
+from mfubench.counting.workload import CONVENTIONS, check_convention
+from mfubench.model.quant import WEIGHT_FORMAT_NAMES, weight_format
+from mfubench.model.registry import load_model
+from mfubench.model.spec import ModelSpec
+from mfubench.report.units import si
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Options every command that counts shares: weights, KV dtype, TP, convention."""
+    p.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel degree (default 1)")
+    p.add_argument("--dtype", choices=WEIGHT_FORMAT_NAMES, default=None,
+                   help="how weights are stored (default: the config's dtype and quantization)")
+    p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: the model dtype)")
+    p.add_argument("--convention", choices=CONVENTIONS, default="causal",
+                   help="what FLOPs count (see docs/counting.md; default causal)")
+
+
+def resolve_model(name: str, dtype: str | None) -> ModelSpec:
+    spec = load_model(name)
+    if dtype:
+        spec = spec.with_weights(weight_format(dtype, spec.weights.dtype))
+    return spec
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("flops", help="count FLOPs and bytes of inference from a model config",
+                       description=__doc__)
+    p.add_argument("model", help="a bundled id (meta-llama/Llama-3.3-70B-Instruct), a config.json "
+                   "or a model folder; other ids are fetched from the Hub when online")
+    p.add_argument("--input-tokens", "-i", type=positive_int, required=True)
+    p.add_argument("--output-tokens", "-o", type=positive_int, default=1)
+    p.add_argument("--context", "-c", type=int, default=None,
+                   help="decode: tokens already cached (default: --input-tokens)")
+    p.add_argument("--batch", "-b", type=positive_int, default=1)
+    add_model_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = resolve_model(args.model, args.dtype)
+    query = CountQuery(
+        input_tokens=args.input_tokens,
+        output_tokens=args.output_tokens,
+        context=args.context,
+        batch=args.batch,
+        tp=args.tp,
+        kv_dtype=args.kv_dtype,
+        convention=check_convention(args.convention),
+    )
+    result = count(spec, query)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    render(result)
+    return 0
+
+
+def render(r: dict[str, Any]) -> None:
+    console = Console()
+    console.print(
+        f"[bold]{r['model']}[/] ({r['model_type']}), weights {r['dtype']}, KV {r['kv_dtype']}, "
+        f"TP {r['tp']}, convention [bold]{r['convention']}[/]"
+    )
+    console.print(
+        f"parameters {si(r['params_total'], '', 4)} total, {si(r['params_active'], '', 4)} active; "
+        f"weights {si(r['weight_bytes'], 'B', 4)} per GPU; KV {si(r['kv_bytes_per_token'], 'B', 4)} "
+        "per token per GPU"
+    )
+    t = Table(title=f"FLOPs by component ({r['flops_unit']}; convention {r['convention']})")
+    t.add_column("component")
+    pre, dec, req = r["prefill"], r["decode"], r["request"]
+    t.add_column(f"prefill {r['batch']}x{r['input_tokens']}", justify="right")
+    t.add_column(f"decode step {r['batch']}x(ctx {r['context']})", justify="right")
+    t.add_column(f"request {r['batch']}x({r['input_tokens']} in, {r['output_tokens']} out)",
+                 justify="right")
+    for key in pre["flops_breakdown"]:
+        t.add_row(key, si(pre["flops_breakdown"][key], "FLOP"), si(dec["flops_breakdown"][key], "FLOP"),
+                  si(req["flops_breakdown"][key], "FLOP"))
+    t.add_row("[bold]total", si(pre["flops"], "FLOP", 4), si(dec["flops"], "FLOP", 4),
+              si(req["flops"], "FLOP", 4))
+    t.add_row("bytes moved per GPU", si(pre["bytes"], "B", 4), si(dec["bytes"], "B", 4), "")
+    console.print(t)

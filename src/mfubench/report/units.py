@@ -1,0 +1,53 @@
+"""Human units, in one place: SI prefixes for FLOPs, FLOP/s, bytes and bytes/s, and percentages.
+
+Everything inside mfubench is SI base units (FLOPs, bytes, seconds); only renderers call these.
+Bytes use decimal prefixes (1 GB = 1e9 bytes), as datasheets quote bandwidth; ``gib`` is binary.
+"""
+
+from __future__ import annotations
+
+import math
+
+_PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
+
+
+def si(value: float | None, unit: str, digits: int = 3) -> str:
+    """``si(2.9e14, "FLOP") == "290 TFLOP"``; ``-`` for None or NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if value == 0:
+        return f"0 {unit}"
+    for scale, prefix in _PREFIXES:
+        if abs(value) >= scale:
+            return f"{_sig(value / scale, digits)} {prefix}{unit}"
+    return f"{value:.{digits}g} {unit}"
+
+
+def _sig(x: float, digits: int) -> str:
+    text = f"{x:.{digits}g}"
+    if "e" in text:
+        text = f"{x:.0f}"
+    return text
+
+
+def pct(fraction: float | None, digits: int = 1) -> str:
+    """A fraction as a percentage: ``pct(0.3881) == "38.8 %"``; ``-`` for None."""
+    if fraction is None or math.isnan(fraction):
+        return "-"
+    return f"{fraction * 100:.{digits}f} %"
+
+
+def seconds(value: float | None) -> str:
+    """Seconds with a fitting unit: ``1.3 ms``, ``16.0 s``."""
+    if value is None or math.isnan(value):
+        return "-"
+    if value >= 1:
+        return f"{value:.3g} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.3g} ms"
+    return f"{value * 1e6:.3g} µs"
+
+
+def gib(nbytes: float) -> str:
+    """Binary gibibytes: ``gib(2**31) == "2.00 GiB"``."""
+    return f"{nbytes / 2**30:.2f} GiB"
