@@ -1,0 +1,108 @@
+"""mfubench's own results file (JSONL, written by ``mfubench run``; see
+:mod:`mfubench.measure.results_log` and :mod:`mfubench.measure.sweep`).
+
+One JSON object per line, each with a ``type``:
+
+- ``header``: provenance; at most one, first; its ``schema_version``, when given, must be the
+  one this mfubench writes. Kept whole in each Measurement's ``extra["header"]``.
+- ``request``: one measured request; not read here (the point carries the means).
+- ``point``: a finished point. The sweep writes the requested ``batch_size``,
+  ``input_tokens``, ``output_tokens``, its ``flags``, ``rows`` (analysis output, ignored: the
+  analysis is redone) and ``measurement``: Measurement's fields (``source`` aside) and ``extra``.
+  ``measurement: null`` (nothing could be timed) is skipped. A hand-written point line may
+  instead carry Measurement's fields at top level, beside ``type``, ``flags`` and ``extra``;
+  any other key there, or in ``measurement``, is an error that names it.
+
+The point's ``flags`` (why it must stay out of the figures) go to ``extra["flags"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from mfubench.analysis.measurement import Measurement
+from mfubench.errors import InputFileError
+from mfubench.io.importers._common import Entry, kind
+from mfubench.measure.results_log import LINE_TYPES, SCHEMA_VERSION
+
+#: Measurement fields a results line may carry (``source`` is set from the file and line).
+FIELDS = tuple(f.name for f in fields(Measurement) if f.name not in ("source", "extra"))
+_POINT_KEYS = ("type", "flags", "rows", "extra")
+
+
+def looks_like_results(doc: Mapping[str, Any]) -> bool:
+    return "type" in doc
+
+
+def read_results(
+    lines: list[tuple[int, dict[str, Any]]], path: Path, requested_output_tokens: float | None
+) -> list[Measurement]:
+    """One Measurement per timed ``point`` line, in file order."""
+    header: dict[str, Any] | None = None
+    out: list[Measurement] = []
+    points = 0
+    for position, (number, obj) in enumerate(lines):
+        entry = Entry(path, f"line {number}", f"{path.name}:line {number}")
+        line_type = obj.get("type")
+        if line_type not in LINE_TYPES:
+            raise entry.error("type", f"{line_type!r} is not one of {', '.join(LINE_TYPES)}")
+        if line_type == "header":
+            if position != 0:
+                raise entry.error("type", "a header after other lines (only the first line may be one)")
+            version = obj.get("schema_version", SCHEMA_VERSION)
+            if version != SCHEMA_VERSION:
+                raise entry.error(
+                    "schema_version", f"{version!r}; this mfubench reads {SCHEMA_VERSION}"
+                )
+            header = obj
+        elif line_type == "point":
+            points += 1
+            m = _point(entry, obj, header, requested_output_tokens)
+            if m is not None:
+                out.append(m)
+    if not points:
+        raise InputFileError(f"{path}: no 'point' lines (no point of this run finished)")
+    if not out:
+        raise InputFileError(f"{path}: {points} point(s), none with a measurement (nothing was timed)")
+    return out
+
+
+def _point(
+    entry: Entry,
+    obj: Mapping[str, Any],
+    header: Mapping[str, Any] | None,
+    requested_output_tokens: float | None,
+) -> Measurement | None:
+    if "measurement" in obj:
+        if obj["measurement"] is None:
+            return None
+        body = entry.mapping("measurement", obj["measurement"])
+        entry.unknown_keys(body, (*FIELDS, "extra"))
+        prefix = "measurement."
+    else:
+        body = obj
+        entry.unknown_keys(body, (*FIELDS, *_POINT_KEYS))
+        prefix = ""
+    values: dict[str, Any] = {}
+    for name in FIELDS:
+        if body.get(name) is not None:
+            values[name] = entry.field(prefix + name, name, body[name])
+    for name in ("batch_size", "input_tokens", "output_tokens"):
+        if name not in values:
+            raise entry.error(prefix + name, "missing")
+    extra: dict[str, Any] = {}
+    if body.get("extra") is not None:
+        extra.update(entry.mapping(prefix + "extra", body["extra"]))
+    extra["format"] = "mfubench-results"
+    flags = obj.get("flags", [])
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise entry.error("flags", f"expected a list of names, got {kind(flags)}")
+    extra["flags"] = list(flags)
+    if header is not None:
+        extra["header"] = header
+    if requested_output_tokens is not None:
+        values["requested_output_tokens"] = requested_output_tokens
+    return entry.measurement(extra=extra, **values)

@@ -1,0 +1,162 @@
+"""A measurement table: figures from any tool or paper, one row per measured point.
+
+CSV with a header row (comma-separated; blank lines and lines starting with ``#`` skipped), or
+JSON: a list of row objects, or ``{"rows": [...]}``. Columns (JSON keys):
+
+- required: ``batch_size`` (requests in flight together), ``input_tokens``, ``output_tokens``
+  (per request, means over the batch);
+- timings, at least one: ``ttft_s`` (seconds until the batch's first tokens), ``itl_s``
+  (seconds between two tokens in decode), ``elapsed_s`` (the whole batch),
+  ``output_tokens_per_s`` (output tokens of the batch per second);
+- optional: ``requested_output_tokens`` (flags rows that stopped early), ``server_flops``,
+  ``server_read_bytes``, ``server_write_bytes`` (an engine's own counters over the point),
+  ``note`` (free text, kept in ``extra``);
+- unit-bearing aliases, converted to seconds: ``ttft_ms``, ``itl_ms``, ``elapsed_ms``
+  (value / 1000). A column and its alias in the same row is an error.
+
+Any other column is an error that names it, so that ``ttft_msec`` or ``latency`` is not
+silently dropped. An empty CSV cell or a JSON ``null`` is an absent value. Rows are numbered
+from 1, the header not counted: ``table.csv:row 3`` is the third data row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mfubench.analysis.measurement import Measurement
+from mfubench.errors import InputFileError
+from mfubench.io.importers._common import Entry, kind, short
+
+#: Column -> (Measurement field, factor to SI units).
+COLUMNS: Mapping[str, tuple[str, float]] = {
+    "batch_size": ("batch_size", 1.0),
+    "input_tokens": ("input_tokens", 1.0),
+    "output_tokens": ("output_tokens", 1.0),
+    "requested_output_tokens": ("requested_output_tokens", 1.0),
+    "ttft_s": ("ttft_s", 1.0),
+    "ttft_ms": ("ttft_s", 1e-3),
+    "itl_s": ("itl_s", 1.0),
+    "itl_ms": ("itl_s", 1e-3),
+    "elapsed_s": ("elapsed_s", 1.0),
+    "elapsed_ms": ("elapsed_s", 1e-3),
+    "output_tokens_per_s": ("output_tokens_per_s", 1.0),
+    "server_flops": ("server_flops", 1.0),
+    "server_read_bytes": ("server_read_bytes", 1.0),
+    "server_write_bytes": ("server_write_bytes", 1.0),
+}
+#: Columns of free text, kept in ``extra``.
+TEXT_COLUMNS = ("note",)
+REQUIRED = ("batch_size", "input_tokens", "output_tokens")
+
+
+def read_csv(text: str, path: Path, requested_output_tokens: float | None) -> list[Measurement]:
+    """One Measurement per data row of a CSV table."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    out: list[Measurement] = []
+    try:
+        for cells in reader:
+            if not any(c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
+                continue
+            if header is None:
+                header = _header([c.strip() for c in cells], path, reader.line_num)
+                continue
+            number = len(out) + 1
+            entry = Entry(path, f"row {number} (line {reader.line_num})", f"{path.name}:row {number}")
+            if len(cells) != len(header):
+                raise entry.error(None, f"{len(cells)} cells under a header of {len(header)} columns")
+            row: dict[str, Any] = {}
+            for name, cell in zip(header, cells, strict=True):
+                row[name] = _cell(entry, name, cell.strip())
+            out.append(_measurement(entry, row, requested_output_tokens, "table.csv"))
+    except csv.Error as exc:
+        raise InputFileError(f"{path}: line {reader.line_num}: not readable as CSV: {exc}") from None
+    if header is None:
+        raise InputFileError(f"{path}: no header row")
+    if not out:
+        raise InputFileError(f"{path}: a header but no rows")
+    return out
+
+
+def read_json_rows(
+    rows: object, path: Path, requested_output_tokens: float | None
+) -> list[Measurement]:
+    """One Measurement per object of a JSON list of rows."""
+    if not isinstance(rows, list):
+        raise InputFileError(f"{path}: field 'rows': expected a list, got {kind(rows)}")
+    if not rows:
+        raise InputFileError(f"{path}: no rows")
+    out = []
+    for number, raw in enumerate(rows, start=1):
+        entry = Entry(path, f"row {number}", f"{path.name}:row {number}")
+        row = entry.mapping(None, raw)
+        if "phase" in row:
+            raise entry.error(
+                None, "this is mfubench analysis output (rows with 'phase'), not measurements"
+            )
+        out.append(_measurement(entry, row, requested_output_tokens, "table.json"))
+    return out
+
+
+def _header(names: list[str], path: Path, line: int) -> list[str]:
+    where = f"{path}: header (line {line})"
+    for position, name in enumerate(names, start=1):
+        if not name:
+            raise InputFileError(f"{where}: column {position} has no name")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputFileError(f"{where}: column(s) {', '.join(map(repr, duplicates))} appear twice")
+    unknown = [n for n in names if n not in COLUMNS and n not in TEXT_COLUMNS]
+    if unknown:
+        raise InputFileError(
+            f"{where}: unknown column(s) {', '.join(map(repr, unknown))}; "
+            f"expected some of {', '.join([*COLUMNS, *TEXT_COLUMNS])}"
+        )
+    missing = [n for n in REQUIRED if n not in names]
+    if missing:
+        raise InputFileError(f"{where}: missing required column(s) {', '.join(map(repr, missing))}")
+    return names
+
+
+def _cell(entry: Entry, name: str, cell: str) -> object:
+    """A CSV cell as a number (or text for text columns); empty is None."""
+    if not cell:
+        return None
+    if name in TEXT_COLUMNS:
+        return cell
+    try:
+        return float(cell)
+    except ValueError:
+        raise entry.error(name, f"expected a number, got {short(cell)}") from None
+
+
+def _measurement(
+    entry: Entry, row: Mapping[str, Any], requested_override: float | None, fmt: str
+) -> Measurement:
+    entry.unknown_keys(row, [*COLUMNS, *TEXT_COLUMNS])
+    values: dict[str, Any] = {}
+    given_as: dict[str, str] = {}
+    extra: dict[str, Any] = {"format": fmt}
+    for name, value in row.items():
+        if value is None:
+            continue
+        if name in TEXT_COLUMNS:
+            if not isinstance(value, str):
+                raise entry.error(name, f"expected text, got {kind(value)}")
+            extra[name] = value
+            continue
+        field, scale = COLUMNS[name]
+        if field in given_as:
+            raise entry.error(name, f"given twice, as {given_as[field]!r} and {name!r}")
+        given_as[field] = name
+        values[field] = entry.field(name, field, value, scale)
+    for name in REQUIRED:
+        if name not in values:
+            raise entry.error(name, "missing")
+    if requested_override is not None:
+        values["requested_output_tokens"] = requested_override
+    return entry.measurement(extra=extra, **values)

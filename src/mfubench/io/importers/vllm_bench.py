@@ -1,0 +1,222 @@
+"""``vllm bench serve`` result JSON (``--save-result``; ``--save-detailed``; ``--append-result``).
+
+Read as vLLM's own writer (``vllm/benchmarks/serve.py``) writes it: the run's settings
+(``num_prompts``, ``max_concurrency``, ``request_rate``, ``"inf"`` when unlimited) merged with its
+metrics (``duration``, ``completed``, ``failed``, ``total_input_tokens``, ``total_output_tokens``,
+``mean_ttft_ms``, ``mean_tpot_ms``, ``mean_itl_ms``, ...), and with ``--save-detailed`` the
+per-request arrays ``input_lens``, ``output_lens`` (0 for a failed request), ``ttfts`` (s),
+``itls`` (s, one list per request, a gap per streamed chunk) and ``errors`` ("" on success).
+With ``--append-result`` the file holds one such object per line; each becomes a Measurement.
+
+One run becomes one Measurement:
+
+- ``batch_size`` = ``max_concurrency``, or ``num_prompts`` when unlimited or when fewer prompts
+  than that were sent (``extra["batch_size_from"]`` says which). With a finite
+  ``request_rate`` the requests arrived over time, so the batch is an upper bound
+  (``extra["batch_size_note"]``).
+- ``input_tokens``, ``output_tokens``: means over the completed requests, from the per-request
+  arrays when saved, else ``total_*_tokens / completed``.
+- ``ttft_s``: the mean TTFT of the requests (a serve run does not record the batch's prefill
+  span): ``extra["ttft_kind"] = "mean_request"``; absent when vLLM measured none (it writes 0).
+- ``itl_s``: with the arrays, the decode time of all requests / their decode tokens,
+  ``sum(itls[i]) / (output_lens[i] - 1)`` pooled (``itl_kind = "decode_time_per_token"``); else
+  ``mean_tpot_ms`` (``"mean_tpot"``), else ``mean_itl_ms`` (``"mean_itl"``). TPOT counts tokens,
+  ITL counts chunks, so TPOT is preferred when a chunk can carry several tokens.
+- ``elapsed_s`` = ``duration`` only when all prompts were in flight at once (an unlimited rate
+  and ``num_prompts <= batch_size``); otherwise the run spans several batches and
+  ``elapsed_s`` is left out.
+- ``output_tokens_per_s`` = ``total_output_tokens / duration`` (vLLM's ``output_throughput``).
+
+Keys other than these are vLLM's (percentiles, goodput, metadata) and are not checked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mfubench.analysis.measurement import Measurement
+from mfubench.io.importers._common import Entry, kind, short
+
+#: Keys whose presence marks a ``vllm bench serve`` result.
+MARKERS = ("duration", "completed")
+_PROVENANCE = ("date", "backend", "label", "model_id", "tokenizer_id")
+
+
+def looks_like_vllm_bench(doc: Mapping[str, Any]) -> bool:
+    return all(key in doc for key in MARKERS)
+
+
+def read_vllm_bench(
+    doc: Mapping[str, Any], entry: Entry, requested_output_tokens: float | None
+) -> Measurement:
+    """The run's one Measurement; see the module docstring for the mapping."""
+    completed = _whole(entry, doc, "completed")
+    if completed == 0:
+        raise entry.error("completed", "0: no request completed, nothing to analyse")
+    failed = _whole(entry, doc, "failed") if doc.get("failed") is not None else 0
+    duration_s = entry.seconds("duration", doc["duration"])
+    num_prompts = (
+        entry.count("num_prompts", doc["num_prompts"])
+        if doc.get("num_prompts") is not None
+        else completed + failed
+    )
+    burst, rate = _rate(entry, doc.get("request_rate", "inf"))
+    extra: dict[str, Any] = {
+        "format": "vllm-bench-serve",
+        "duration_s": duration_s,
+        "completed": completed,
+        "failed": failed,
+        "num_prompts": num_prompts,
+        "request_rate": rate,
+    }
+    extra.update({k: doc[k] for k in _PROVENANCE if isinstance(doc.get(k), str)})
+
+    concurrency = doc.get("max_concurrency")
+    if concurrency is None:
+        batch_size, extra["batch_size_from"] = num_prompts, "num_prompts (max_concurrency unlimited)"
+    else:
+        extra["max_concurrency"] = entry.count("max_concurrency", concurrency)
+        if extra["max_concurrency"] < num_prompts:
+            batch_size, extra["batch_size_from"] = extra["max_concurrency"], "max_concurrency"
+        else:
+            batch_size = num_prompts
+            extra["batch_size_from"] = "num_prompts (no more prompts than max_concurrency)"
+    if not burst:
+        extra["batch_size_note"] = (
+            f"requests arrived at {rate} per second: at most {batch_size} in flight, not all at once"
+        )
+
+    for key in ("total_input_tokens", "total_output_tokens"):
+        if key not in doc:
+            raise entry.error(key, "missing (only generation benchmarks can be analysed)")
+    total_output = entry.number("total_output_tokens", doc["total_output_tokens"], strict=False)
+    values: dict[str, Any] = {"batch_size": batch_size}
+    if "input_lens" in doc and "output_lens" in doc:
+        values.update(_from_arrays(entry, doc, completed, extra))
+    else:
+        values.update(_from_summary(entry, doc, completed, extra))
+
+    if burst and num_prompts <= batch_size:
+        values["elapsed_s"] = duration_s
+    else:
+        extra["elapsed_note"] = "several batches in one run: duration kept in extra, not elapsed_s"
+    if total_output > 0:
+        values["output_tokens_per_s"] = total_output / duration_s
+    values["requested_output_tokens"] = requested_output_tokens
+    return entry.measurement(extra=extra, **values)
+
+
+def _from_summary(
+    entry: Entry, doc: Mapping[str, Any], completed: int, extra: dict[str, Any]
+) -> dict[str, Any]:
+    extra["per_request_arrays"] = False
+    values: dict[str, Any] = {
+        "input_tokens": entry.number("total_input_tokens", doc["total_input_tokens"]) / completed,
+        "output_tokens": entry.number("total_output_tokens", doc["total_output_tokens"], strict=False)
+        / completed,
+    }
+    if values["input_tokens"] < 1:
+        raise entry.error("total_input_tokens", f"fewer than one token per completed request ({completed})")
+    ttft_s = _mean_ms(entry, doc, "mean_ttft_ms")
+    if ttft_s is not None:
+        values["ttft_s"], extra["ttft_kind"] = ttft_s, "mean_request"
+    for key, how in (("mean_tpot_ms", "mean_tpot"), ("mean_itl_ms", "mean_itl")):
+        itl_s = _mean_ms(entry, doc, key)
+        if itl_s is not None:
+            values["itl_s"], extra["itl_kind"] = itl_s, how
+            break
+    return values
+
+
+def _from_arrays(
+    entry: Entry, doc: Mapping[str, Any], completed: int, extra: dict[str, Any]
+) -> dict[str, Any]:
+    extra["per_request_arrays"] = True
+    input_lens = _list(entry, doc, "input_lens")
+    output_lens = _list(entry, doc, "output_lens", len(input_lens))
+    errors = _list(entry, doc, "errors", len(input_lens)) if doc.get("errors") is not None else None
+    ok: list[int] = []
+    for i in range(len(input_lens)):
+        if errors is not None:
+            if errors[i] is not None and not isinstance(errors[i], str):
+                raise entry.error(f"errors[{i}]", f"expected text, got {kind(errors[i])}")
+            if not errors[i]:
+                ok.append(i)
+        elif _whole(entry, output_lens, i, "output_lens") > 0:
+            ok.append(i)
+    if len(ok) != completed:
+        raise entry.error(
+            "errors" if errors is not None else "output_lens",
+            f"{len(ok)} requests succeeded by the per-request arrays, but 'completed' is {completed}",
+        )
+    ins = [entry.count(f"input_lens[{i}]", input_lens[i]) for i in ok]
+    outs = [_whole(entry, output_lens, i, "output_lens") for i in ok]
+    values: dict[str, Any] = {"input_tokens": sum(ins) / len(ok), "output_tokens": sum(outs) / len(ok)}
+
+    if doc.get("ttfts") is not None:
+        ttfts = _list(entry, doc, "ttfts", len(input_lens))
+        firsts = [entry.number(f"ttfts[{i}]", ttfts[i], strict=False) for i in ok]
+        if any(t > 0 for t in firsts):  # all 0: the endpoint did not stream
+            for i, t in zip(ok, firsts, strict=True):
+                if t <= 0:
+                    raise entry.error(f"ttfts[{i}]", f"must be > 0 for a completed request, got {t!r}")
+            values["ttft_s"], extra["ttft_kind"] = math.fsum(firsts) / len(firsts), "mean_request"
+    else:
+        ttft_s = _mean_ms(entry, doc, "mean_ttft_ms")
+        if ttft_s is not None:
+            values["ttft_s"], extra["ttft_kind"] = ttft_s, "mean_request"
+
+    if doc.get("itls") is not None:
+        itls = _list(entry, doc, "itls", len(input_lens))
+        decode_s = 0.0
+        decode_tokens = 0
+        for i, out in zip(ok, outs, strict=True):
+            gaps = itls[i]
+            if not isinstance(gaps, list):
+                raise entry.error(f"itls[{i}]", f"expected a list of seconds, got {kind(gaps)}")
+            if out > 1:
+                decode_s += math.fsum(
+                    entry.number(f"itls[{i}][{j}]", g, strict=False) for j, g in enumerate(gaps)
+                )
+                decode_tokens += out - 1
+        if decode_tokens and decode_s > 0:
+            values["itl_s"], extra["itl_kind"] = decode_s / decode_tokens, "decode_time_per_token"
+    return values
+
+
+def _list(entry: Entry, doc: Mapping[str, Any], key: str, length: int | None = None) -> Sequence[Any]:
+    value = doc[key]
+    if not isinstance(value, list):
+        raise entry.error(key, f"expected a list, got {kind(value)}")
+    if length is not None and len(value) != length:
+        raise entry.error(key, f"{len(value)} entries, but input_lens has {length}")
+    if not value:
+        raise entry.error(key, "empty list")
+    return value
+
+
+def _whole(entry: Entry, container: Any, key: Any, name: str | None = None) -> int:
+    """A whole number >= 0 at ``container[key]`` (``name`` labels list items)."""
+    field = f"{name}[{key}]" if name else str(key)
+    number = entry.number(field, container[key], strict=False)
+    if not number.is_integer():
+        raise entry.error(field, f"must be a whole number, got {short(container[key])}")
+    return int(number)
+
+
+def _mean_ms(entry: Entry, doc: Mapping[str, Any], key: str) -> float | None:
+    """``doc[key]`` ms in seconds; None when absent or 0 (vLLM writes 0 for "none measured")."""
+    if doc.get(key) is None:
+        return None
+    ms = entry.number(key, doc[key], strict=False)
+    return ms / 1000.0 if ms > 0 else None
+
+
+def _rate(entry: Entry, value: object) -> tuple[bool, float | str]:
+    """(all sent at once, the rate as written): vLLM writes ``"inf"`` for an unlimited rate."""
+    if value == "inf" or value is None or (isinstance(value, float) and value == math.inf):
+        return True, "inf"
+    rate = entry.number("request_rate", value)
+    return False, rate
