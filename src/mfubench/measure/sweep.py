@@ -183,25 +183,50 @@ async def run_sweep(
     for key in plan.points():
         if key in done:
             continue
-        batch, input_tokens, output_tokens = key
-        for _ in range(plan.warmup):
-            prompts = [random_prompt(rng, input_tokens, token_range) for _ in range(batch)]
-            warm = await _round(client, prompts, output_tokens, scrape, settle_timeout_s)
-            _raise_if_fatal(warm.records, key, hooks, client)
-        rounds: list[RoundResult] = []
-        for repeat in range(plan.repeats):
-            prompts = [random_prompt(rng, input_tokens, token_range) for _ in range(batch)]
-            result = await _round(client, prompts, output_tokens, scrape, settle_timeout_s)
-            for record in result.records:
-                log.write({"type": "request", "point": list(key), "repeat": repeat, **record.to_json()})
-            _raise_if_fatal(result.records, key, hooks, client)
-            rounds.append(result)
-            hooks.on_round(key, repeat)
-        point = build_point(key, rounds, analyze)
-        log.write(point.to_json())
+        try:
+            point = await _measure_point(client, key, plan, analyze, log, token_range, rng, hooks, scrape, settle_timeout_s)
+        except ServerError as exc:
+            where = f"point batch={key[0]} input={key[1]} output={key[2]}"
+            finished_now = len(done) + len(results)
+            raise ServerError(
+                f"{client.base_url} failed at {where}: {hooks.check_server() or exc}; "
+                f"{finished_now} finished points are in {log.path} (--resume continues)"
+            ) from exc
         hooks.on_point(point)
         results.append(point)
     return results
+
+
+async def _measure_point(
+    client: CompletionClient,
+    key: PointKey,
+    plan: SweepPlan,
+    analyze: Analyze,
+    log: ResultsLog,
+    token_range: tuple[int, int],
+    rng: random.Random,
+    hooks: SweepHooks,
+    scrape: bool,
+    settle_timeout_s: float,
+) -> PointResult:
+    """Warm up, measure ``plan.repeats`` rounds of ``key``, write its lines; return the point."""
+    batch, input_tokens, output_tokens = key
+    for _ in range(plan.warmup):
+        prompts = [random_prompt(rng, input_tokens, token_range) for _ in range(batch)]
+        warm = await _round(client, prompts, output_tokens, scrape, settle_timeout_s)
+        _raise_if_fatal(warm.records, hooks)
+    rounds: list[RoundResult] = []
+    for repeat in range(plan.repeats):
+        prompts = [random_prompt(rng, input_tokens, token_range) for _ in range(batch)]
+        result = await _round(client, prompts, output_tokens, scrape, settle_timeout_s)
+        for record in result.records:
+            log.write({"type": "request", "point": list(key), "repeat": repeat, **record.to_json()})
+        _raise_if_fatal(result.records, hooks)
+        rounds.append(result)
+        hooks.on_round(key, repeat)
+    point = build_point(key, rounds, analyze)
+    log.write(point.to_json())
+    return point
 
 
 async def _round(
@@ -237,19 +262,15 @@ async def _metrics_available(client: CompletionClient) -> bool:
     return total(samples, "vllm:generation_tokens_total") is not None
 
 
-def _raise_if_fatal(
-    records: Sequence[RequestRecord], key: PointKey, hooks: SweepHooks, client: CompletionClient
-) -> None:
+def _raise_if_fatal(records: Sequence[RequestRecord], hooks: SweepHooks) -> None:
+    """:class:`ServerError` when a request failed because the server is gone or refused."""
     failed = [r for r in records if r.error is not None]
     if not failed:
         return
     dead = hooks.check_server()
     fatal = [r for r in failed if r.error_kind in FATAL_ERROR_KINDS]
-    if dead is None and not fatal:
-        return
-    where = f"point batch={key[0]} input={key[1]} output={key[2]}"
-    first = (fatal or failed)[0].error
-    raise ServerError(f"{client.base_url} failed at {where}: {dead or first}")
+    if dead is not None or fatal:
+        raise ServerError(dead or str((fatal or failed)[0].error))
 
 
 def build_point(key: PointKey, rounds: Sequence[RoundResult], analyze: Analyze) -> PointResult:
@@ -326,6 +347,11 @@ def _measurement(
         "requests": len(records),
         "failed_requests": len(records) - len(ok),
     }
+    gaps = [g for r in ok for g in r.itl_s]
+    if gaps:
+        # decode tokens that arrived in one chunk with the previous token: the stream did not
+        # resolve those steps (a busy server or client); 1.0 leaves itl_s unmeasured (None)
+        extra["merged_token_fraction"] = sum(1 for g in gaps if g == 0.0) / len(gaps)
     server = _server_means(deltas)
     if server:
         extra["server"] = server

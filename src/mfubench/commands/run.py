@@ -1,0 +1,342 @@
+"""``mfubench run``: measure a live serving engine over a sweep and analyse every point.
+
+Sends ``batch`` requests at once for every point of batch sizes × input lengths × output
+lengths, with exact token counts, times prefill and decode from the stream, reads the engine's
+``/metrics`` around each window, and writes results as JSONL as it goes (``--resume`` skips the
+points already finished). With ``--launch vllm`` it starts vLLM CPU itself (with
+``--enable-mfu-metrics`` unless told otherwise) and stops it at the end; its log goes beside
+the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import random
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mfubench import __version__
+from mfubench.errors import InputFileError, MfubenchError, ServerError
+from mfubench.measure.results_log import (
+    SCHEMA_VERSION,
+    PointKey,
+    ResultsFile,
+    ResultsLog,
+    read_results,
+)
+
+#: Flags of the extra vLLM arguments whose value is a secret (redacted in the header).
+_SECRET_FLAGS = ("--api-key",)
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """``"1,2,4"`` as ``(1, 2, 4)``: positive integers, comma-separated."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="measure a live server (or launch vLLM) over a sweep; MFU and MBU per phase",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--endpoint", metavar="URL", help="base URL of an OpenAI-compatible server")
+    where.add_argument("--launch", choices=("vllm",), help="start this engine on 127.0.0.1 for the run")
+    p.add_argument("--model", required=True,
+                   help="what the FLOPs are counted for (an id, a folder or a config.json); "
+                   "with --launch, the folder or id vLLM serves")
+    p.add_argument("--hardware", required=True, help="the accelerator (a catalog name) the server runs on")
+    p.add_argument("--batch-sizes", type=int_list, default=(1,), metavar="B,...", help="default 1")
+    p.add_argument("--input-tokens", type=int_list, required=True, metavar="I,...")
+    p.add_argument("--output-tokens", type=int_list, required=True, metavar="O,...")
+    p.add_argument("--repeats", type=_positive, default=3, help="measured rounds per point (default 3)")
+    p.add_argument("--warmup", type=_nonnegative_int, default=1, help="unmeasured rounds per point first (default 1)")
+    p.add_argument("--convention", default="causal", help="what FLOPs count (as for `mfubench flops`; default causal)")
+    p.add_argument("--tp", type=_positive, default=1, help="tensor-parallel degree of the server (default 1)")
+    p.add_argument("--served-model", metavar="NAME", help="the name the server knows (default: the first of /v1/models)")
+    p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (sent as Bearer)")
+    p.add_argument("--out", type=Path, default=Path("results.jsonl"), help="results file (default results.jsonl)")
+    p.add_argument("--resume", action="store_true", help="append to --out and skip the points it has finished")
+    p.add_argument("--seed", type=int, default=None, help="seed of the random prompt ids (default: fresh)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds per request (default 600)")
+    p.add_argument("--startup-timeout", type=float, default=600.0, metavar="S",
+                   help="with --launch: seconds to wait for /health (default 600)")
+    p.add_argument("--max-model-len", type=_positive, default=None,
+                   help="with --launch: vLLM's --max-model-len (default: enough for the sweep, at least 2048)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--json", action="store_true", help='print {"rows": [...]} on stdout at the end')
+    p.add_argument("engine_args", nargs="*", metavar="-- ENGINE_ARGS",
+                   help="after --: extra arguments for the launched engine")
+    p.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from mfubench.measure.sweep import SweepPlan
+
+    if args.engine_args and not args.launch:
+        raise MfubenchError(f"extra engine arguments {' '.join(args.engine_args)!r} need --launch")
+    plan = SweepPlan(args.batch_sizes, args.input_tokens, args.output_tokens, args.repeats, args.warmup)
+    analyze, vocab_size = _analysis(args)
+    api_key = _api_key(args.api_key_env)
+    existing = _existing(args)
+    finished = set(existing.points) if existing else set()
+    todo = [k for k in plan.points() if k not in finished]
+    if args.dry_run:
+        return _print_plan(args, plan, todo)
+    from mfubench.measure.client import default_token_range
+
+    token_range = default_token_range(vocab_size)
+    with _server(args, plan) as (url, check_server):
+        rows = asyncio.run(_measure(args, plan, url, check_server, api_key, analyze, token_range, existing))
+    _render(args, rows)
+    return 0
+
+
+def _analysis(args: argparse.Namespace) -> tuple[Callable[[Any], list[dict[str, Any]]], int]:
+    """The analysis callable for every point (model and hardware resolved once) and the vocab."""
+    from mfubench.analysis.phases import analyze_measurement  # type: ignore[import-not-found,unused-ignore]
+    from mfubench.hardware.spec import parse_hardware  # type: ignore[import-not-found,unused-ignore]
+    from mfubench.model.registry import load_model
+
+    model = load_model(args.model)
+    hardware = parse_hardware(args.hardware)
+    convention, tp = args.convention, args.tp
+
+    def analyze(measurement: Any) -> list[dict[str, Any]]:
+        return list(analyze_measurement(measurement, model, hardware, convention, tp))
+
+    return analyze, int(model.vocab_size)
+
+
+def _api_key(var: str | None) -> str | None:
+    if var is None:
+        return None
+    value = os.environ.get(var)
+    if not value:
+        raise MfubenchError(f"--api-key-env {var}: that environment variable is not set")
+    return value
+
+
+def _existing(args: argparse.Namespace) -> ResultsFile | None:
+    """The results file to resume (checked against this run's model/hardware/convention)."""
+    out: Path = args.out
+    if not out.exists() or out.stat().st_size == 0:
+        return None
+    if not args.resume:
+        raise MfubenchError(f"{out} exists; pass --resume to continue it, or another --out")
+    existing = read_results(out)
+    for name in ("model", "hardware", "convention"):
+        then, now = existing.header.get(name), getattr(args, name)
+        if then != now:
+            raise InputFileError(f"{out}:1: measured with {name} {then!r}, this run asks {now!r}; use another --out")
+    return existing
+
+
+def _print_plan(args: argparse.Namespace, plan: Any, todo: Sequence[PointKey]) -> int:
+    requests = sum(b * (plan.repeats + plan.warmup) for b, _, _ in todo)
+    summary = {
+        "points": len(plan.points()),
+        "to_measure": [list(k) for k in todo],
+        "requests": requests,
+        "prompt_tokens": sum(b * i * (plan.repeats + plan.warmup) for b, i, _ in todo),
+        "output_tokens": sum(b * o * (plan.repeats + plan.warmup) for b, _, o in todo),
+        "out": str(args.out),
+        "target": args.endpoint or f"launch {args.launch} {args.model}",
+    }
+    if args.json:
+        print(json.dumps({"plan": summary}))
+    else:
+        print(f"{summary['target']}: {len(todo)} of {summary['points']} points to measure, "
+              f"{requests} requests ({summary['prompt_tokens']} prompt + {summary['output_tokens']} "
+              f"output tokens), results in {args.out}")
+        for b, i, o in todo:
+            print(f"  batch {b:>4}  input {i:>6}  output {o:>6}")
+    return 0
+
+
+@contextmanager
+def _server(args: argparse.Namespace, plan: Any) -> Iterator[tuple[str, Callable[[], str | None]]]:
+    """The server's URL, and a check that says why it is gone (None while it is fine)."""
+    if not args.launch:
+        yield str(args.endpoint).rstrip("/"), lambda: None
+        return
+    from mfubench.measure.server import launch_vllm
+
+    extra = list(args.engine_args)
+    if not any(a.startswith(("--enable-mfu-metrics", "--no-enable-mfu-metrics")) for a in extra):
+        extra.append("--enable-mfu-metrics")
+    longest = max(plan.input_tokens) + max(plan.output_tokens)
+    with launch_vllm(
+        args.model,
+        log_path=args.out.with_name(args.out.name + ".vllm.log"),
+        max_model_len=args.max_model_len or max(2048, longest),
+        extra_args=extra,
+        startup_timeout_s=args.startup_timeout,
+    ) as server:
+
+        def check() -> str | None:
+            if server.alive():
+                return None
+            code = server.process.returncode
+            return f"the launched vLLM exited with code {code} (log {server.log_path}): {server.log_tail(5)}"
+
+        yield server.url, check
+
+
+async def _measure(
+    args: argparse.Namespace,
+    plan: Any,
+    url: str,
+    check_server: Callable[[], str | None],
+    api_key: str | None,
+    analyze: Callable[[Any], list[dict[str, Any]]],
+    token_range: tuple[int, int],
+    existing: ResultsFile | None,
+) -> list[dict[str, Any]]:
+    from mfubench.measure.client import CompletionClient
+    from mfubench.measure.sweep import SweepHooks, run_sweep
+
+    async with CompletionClient(url, api_key=api_key, timeout_s=args.timeout) as client:
+        models = await client.models()
+        served = args.served_model or (models[0] if models else None)
+        if not served:
+            raise ServerError(f"{url}/v1/models lists no model; pass --served-model")
+        if args.served_model and args.served_model not in models:
+            raise ServerError(f"{url} does not serve {args.served_model!r}; it lists {', '.join(models)}")
+        client.model = served
+        version = await client.version()
+        finished = set(existing.points) if existing else set()
+        todo = [k for k in plan.points() if k not in finished]
+        with ResultsLog(args.out) as log:
+            if existing is None:
+                log.write(header(args, served, version))
+            with _progress(len(todo) * plan.repeats) as advance:
+                hooks = SweepHooks(
+                    check_server=check_server,
+                    on_round=lambda key, repeat: advance(f"batch {key[0]} in {key[1]} out {key[2]}"),
+                )
+                rng = random.Random(args.seed)
+                await run_sweep(client, plan, analyze, log, token_range=token_range, rng=rng,
+                                finished=finished, hooks=hooks)
+    points = read_results(args.out).points
+    return [row for key in plan.points() if key in points for row in points[key].get("rows", [])]
+
+
+def header(args: argparse.Namespace, served_model: str, engine_version: str | None) -> dict[str, Any]:
+    """The provenance line: tool and engine, model, hardware, convention, args without secrets."""
+    return {
+        "type": "header",
+        "schema_version": SCHEMA_VERSION,
+        "tool": "mfubench",
+        "tool_version": __version__,
+        "engine": "vllm" if engine_version is not None else "openai-compatible",
+        "engine_version": engine_version,
+        "served_model": served_model,
+        "model": args.model,
+        "hardware": args.hardware,
+        "convention": args.convention,
+        "args": safe_args(args),
+        "started_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def safe_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The command's arguments as JSON, with secrets redacted (the key's variable name stays)."""
+    out: dict[str, Any] = {}
+    for name, value in vars(args).items():
+        if name == "func" or callable(value):
+            continue
+        if isinstance(value, Path):
+            value = str(value)
+        if isinstance(value, tuple):
+            value = list(value)
+        out[name] = value
+    extra = list(out.get("engine_args") or [])
+    for i, arg in enumerate(extra):
+        for flag in _SECRET_FLAGS:
+            if arg == flag and i + 1 < len(extra):
+                extra[i + 1] = "<redacted>"
+            elif arg.startswith(flag + "="):
+                extra[i] = flag + "=<redacted>"
+    out["engine_args"] = extra
+    return out
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[str], None]]:
+    """A rich progress bar on stderr; the callable advances it by one measured round."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+    task = progress.add_task("measuring", total=total)
+    with progress:
+        yield lambda description: progress.update(task, advance=1, description=description)
+
+
+def _render(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    if args.json:
+        print(json.dumps({"rows": rows}, allow_nan=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    clean = [r for r in rows if not r.get("flags")]
+    columns = [k for k in dict.fromkeys(k for r in clean for k in r) if not isinstance(clean[0].get(k), dict | list)] if clean else []
+    table = Table(title=f"{args.model} on {args.hardware} ({args.convention})")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in clean:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    console.print(table)
+    flagged = {(r.get("batch_size"), r.get("input_tokens"), r.get("output_tokens")): r["flags"] for r in rows if r.get("flags")}
+    for (b, i, o), flags in flagged.items():
+        print(f"left out: batch {b} input {i} output {o}: {', '.join(flags)}", file=sys.stderr)
+    print(f"results: {args.out}", file=sys.stderr)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

