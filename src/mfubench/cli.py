@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "flops",
     "hardware",
     "calibrate",
+    "run",
 )
 
 
