@@ -4,7 +4,7 @@ What is measured (with PyTorch, CUDA when present, else the CPU with a given thr
 
 * **GEMM FLOP/s** of square ``n x n @ n x n`` matmuls: ``2 * n**3 / t``, where ``t`` is the best
   (smallest) per-matmul time of a few repeats, each repeat timing enough back-to-back matmuls to
-  last ``min_time``. Sizes grow (256 to 2048 on a CPU, 2048 to 8192 on a GPU) until one matmul
+  last ``min_time``. Sizes grow (512 to 2048 on a CPU, 2048 to 8192 on a GPU) until one matmul
   takes over half a second; the best rate over the sizes is kept (the plateau).
 * **Memory bandwidth** from arrays several times the last-level cache: a copy ``b = a``
   (counted as 2 x the array's bytes: read + write) and a triad ``a = b + s * c`` (3 x bytes);
@@ -188,7 +188,7 @@ def _plan(backend: str, quick: bool, memory_total: float) -> _Plan:
     # Arrays 4x the last-level cache so the copy streams from DRAM; three of them must fit.
     wanted = max(4 * _last_level_cache_bytes(), 256 * 1024**2)
     cap = int(memory_total / 8) if memory_total else 1024**3
-    return _Plan((256, 512, 1024, 2048), repeats=3, min_time_s=0.2,
+    return _Plan((512, 1024, 2048), repeats=3, min_time_s=0.1,
                  array_bytes=max(64 * 1024**2, min(wanted, cap, 2 * 1024**3)))
 
 
