@@ -32,6 +32,10 @@ from mfubench.measure.results_log import (
     read_results,
 )
 
+#: Columns of the end-of-run table, where the rows have them (the rest is in --json and --out).
+_COLUMNS = ("phase", "batch_size", "input_tokens", "output_tokens", "seconds", "mfu", "mbu", "bound",
+            "flops", "server_flops")
+
 #: Flags of the extra vLLM arguments whose value is a secret (redacted in the header).
 _SECRET_FLAGS = ("--api-key",)
 
@@ -122,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
 
     token_range = default_token_range(vocab_size)
     with _server(args, plan) as (url, check_server):
-        rows = asyncio.run(_measure(args, plan, url, check_server, api_key, analyze, token_range, existing))
-    _render(args, rows)
+        points = asyncio.run(_measure(args, plan, url, check_server, api_key, analyze, token_range, existing))
+    _render(args, points)
     return 0
 
 
@@ -228,6 +232,7 @@ async def _measure(
     token_range: tuple[int, int],
     existing: ResultsFile | None,
 ) -> list[dict[str, Any]]:
+    """Run the sweep; return the ``point`` lines of the plan's finished points, in plan order."""
     from mfubench.measure.client import CompletionClient
     from mfubench.measure.sweep import SweepHooks, run_sweep
 
@@ -254,7 +259,7 @@ async def _measure(
                 await run_sweep(client, plan, analyze, log, token_range=token_range, rng=rng,
                                 finished=finished, hooks=hooks)
     points = read_results(args.out).points
-    return [row for key in plan.points() if key in points for row in points[key].get("rows", [])]
+    return [points[key] for key in plan.points() if key in points]
 
 
 def header(args: argparse.Namespace, served_model: str, engine_version: str | None) -> dict[str, Any]:
@@ -312,31 +317,37 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
         yield lambda description: progress.update(task, advance=1, description=description)
 
 
-def _render(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+def _render(args: argparse.Namespace, points: list[dict[str, Any]]) -> None:
+    """``{"rows": [...]}`` with ``--json``; else a table of the clean points' rows, and a line
+    on stderr for each flagged point left out."""
+    rows = [row for p in points for row in p.get("rows", [])]
     if args.json:
         print(json.dumps({"rows": rows}, allow_nan=False))
         return
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    clean = [r for r in rows if not r.get("flags")]
-    columns = [k for k in dict.fromkeys(k for r in clean for k in r) if not isinstance(clean[0].get(k), dict | list)] if clean else []
+    clean = [row for p in points if not p.get("flags") for row in p.get("rows", [])]
+    present = dict.fromkeys(k for r in clean for k in r if not isinstance(r[k], dict | list | str) or k in _COLUMNS)
+    keys = [k for k in _COLUMNS if k in present] or list(present)
     table = Table(title=f"{args.model} on {args.hardware} ({args.convention})")
-    for column in columns:
+    for column in keys:
         table.add_column(column, justify="right")
     for row in clean:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    console.print(table)
-    flagged = {(r.get("batch_size"), r.get("input_tokens"), r.get("output_tokens")): r["flags"] for r in rows if r.get("flags")}
-    for (b, i, o), flags in flagged.items():
-        print(f"left out: batch {b} input {i} output {o}: {', '.join(flags)}", file=sys.stderr)
+        table.add_row(*(_cell(row.get(c)) for c in keys))
+    Console().print(table)
+    for p in points:
+        if p.get("flags"):
+            print(f"left out: batch {p['batch_size']} input {p['input_tokens']} output "
+                  f"{p['output_tokens']}: {', '.join(p['flags'])}", file=sys.stderr)
     print(f"results: {args.out}", file=sys.stderr)
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e6:
+        return str(int(value))
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

@@ -287,7 +287,8 @@ def build_point(key: PointKey, rounds: Sequence[RoundResult], analyze: Analyze) 
             row.setdefault("input_tokens", input_tokens)
             row.setdefault("output_tokens", output_tokens)
             if flags:
-                row["flags"] = list(flags)
+                mine = [f for f in flags if f not in (row.get("flags") or [])]
+                row["flags"] = [*(row.get("flags") or []), *mine]
     return PointResult(key, measurement, rows, flags, tuple(rounds))
 
 
