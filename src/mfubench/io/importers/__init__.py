@@ -15,7 +15,7 @@ Detection, in order:
 
 - a ``.csv`` suffix: a CSV table;
 - else, text whose first non-blank character is neither ``{`` nor ``[``: a CSV table, unless
-  the suffix is ``.json``, ``.jsonl`` or ``.ndjson`` (then: "not valid JSON");
+  the suffix is ``.json``, ``.jsonl`` or ``.ndjson``;
 - else the whole text as one JSON document:
   a list -> table rows; an object with ``type`` -> mfubench results (one line);
   with ``results`` -> seed; with ``rows`` -> table rows; with ``duration`` and ``completed``
@@ -87,9 +87,7 @@ def load_measurements(
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return read_csv(text, path, requested_output_tokens)
-    if text.lstrip()[:1] not in ("{", "["):
-        if suffix in _JSON_SUFFIXES:
-            raise InputFileError(f"{path}: not valid JSON (it starts with {text.lstrip()[:1]!r})")
+    if text.lstrip()[:1] not in ("{", "[") and suffix not in _JSON_SUFFIXES:
         return read_csv(text, path, requested_output_tokens)
     if is_json_extra_data(text):
         return _read_lines(text, path, requested_output_tokens)
