@@ -266,6 +266,9 @@ def test_json_rows_bad_structure(tmp_path: Path) -> None:
     assert "'extra'" in error_of(write(tmp_path, "d.json", {"rows": [], "extra": 1}))
     analysis = {"rows": [{"batch_size": 1, "phase": "prefill", "flops": 1.0, "mfu": 0.3}]}
     assert "analysis output" in error_of(write(tmp_path, "e.json", analysis))
+    analysis_json = {"convention": "causal", "peak": "x", **analysis}  # `analyze --json`
+    assert "analysis output" in error_of(write(tmp_path, "f.json", analysis_json))
+    assert "analysis output" in error_of(write(tmp_path, "g.json", analysis["rows"]))
 
 
 # --- vllm bench serve --------------------------------------------------------------------------

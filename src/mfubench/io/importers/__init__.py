@@ -104,6 +104,11 @@ def _read_document(doc: Any, path: Path, requested: float | None) -> list[Measur
     if "results" in doc:
         return read_seed(doc, path, requested)
     if "rows" in doc:
+        rows = doc["rows"]
+        if isinstance(rows, list) and any(isinstance(r, dict) and "phase" in r for r in rows):
+            raise InputFileError(
+                f"{path}: this is mfubench analysis output (rows with 'phase'), not measurements"
+            )
         extra_keys = [k for k in doc if k != "rows"]
         if extra_keys:
             raise InputFileError(
