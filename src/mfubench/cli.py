@@ -19,6 +19,8 @@ from mfubench.errors import MfubenchError
 #: Subcommand modules under ``mfubench.commands``, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "flops",
+    "analyze",
+    "roofline",
     "hardware",
     "calibrate",
     "run",

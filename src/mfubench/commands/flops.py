@@ -6,7 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from mfubench.counting.summary import CountQuery, count
@@ -14,6 +13,7 @@ from mfubench.counting.workload import CONVENTIONS, check_convention
 from mfubench.model.quant import WEIGHT_FORMAT_NAMES, weight_format
 from mfubench.model.registry import load_model
 from mfubench.model.spec import ModelSpec
+from mfubench.report.console import make_console
 from mfubench.report.units import si
 
 
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(r: dict[str, Any]) -> None:
-    console = Console()
+    console = make_console()
     console.print(
         f"[bold]{r['model']}[/] ({r['model_type']}), weights {r['dtype']}, KV {r['kv_dtype']}, "
         f"TP {r['tp']}, convention [bold]{r['convention']}[/]"

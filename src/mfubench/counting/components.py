@@ -31,6 +31,7 @@ routers and norms are replicated; embeddings and the LM head are split by vocabu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 from mfubench.errors import MfubenchError
@@ -67,6 +68,7 @@ class Component:
         return self.weights + self.biases
 
 
+@cache
 def components(spec: ModelSpec) -> tuple[Component, ...]:
     """Every weight-bearing component of ``spec`` (attention scores/values are not weights)."""
     h, a, n_layers = spec.hidden_size, spec.attention, spec.num_layers

@@ -17,6 +17,7 @@ O(tokens * hidden), small beside the weights in decode; prefill is compute-bound
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from mfubench.counting.components import check_tp, components, kv_heads_per_gpu, shard_fraction
@@ -140,10 +141,12 @@ def _weights_touched(spec: ModelSpec, tokens: int, tp: int) -> dict[str, float]:
 
 
 def _kv_read(spec: ModelSpec, contexts: list[int], kv_dtype: str | None, tp: int) -> float:
+    """KV bytes read when each sequence attends its ``contexts[i]`` tokens (window-capped)."""
     per_layer = kv_bytes_per_token_layer(spec, kv_dtype, tp)
+    counts = Counter(contexts)  # batches are usually uniform: one distinct length
     return sum(
-        per_layer * sum(min(c, lyr.window) if lyr.window else c for c in contexts)
-        for lyr in spec.layers
+        per_layer * n * sum(min(c, lyr.window) if lyr.window else c for lyr in spec.layers)
+        for c, n in counts.items()
     )
 
 

@@ -1,0 +1,77 @@
+"""Words for numbers: why a phase reached the utilisation it did, and what would move it.
+
+Each sentence is built from the row's own figures (intensity, ridge, bound, MFU/MBU, efficiency)
+and the setup's limits; nothing is asserted that the numbers do not show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from mfubench.report.units import pct, seconds
+
+if TYPE_CHECKING:
+    from mfubench.analysis.phases import Row, Setup
+
+
+def explain_row(setup: Setup, row: Row) -> str:
+    """One paragraph on one row."""
+    if row.bound is None or row.ridge is None:
+        return (f"{row.phase} at batch {row.batch_size}: no {row.dtype} peak for "
+                f"{row.hardware}, so no MFU or roofline")
+    head = (f"{row.phase} at batch {row.batch_size} is {row.bound}-bound: "
+            f"{row.arithmetic_intensity:.3g} FLOP/byte against a ridge of {row.ridge:.3g}")
+    parts = [head]
+    if row.mfu is not None and row.mbu is not None:
+        parts.append(f"MFU {pct(row.mfu)}, MBU {pct(row.mbu)}")
+    if row.efficiency is not None and row.roofline_s is not None:
+        parts.append(f"{pct(row.efficiency, 0)} of the roofline's speed "
+                     f"({seconds(row.roofline_s)} best case vs {seconds(row.seconds)} measured)")
+    advice = _advice(setup, row)
+    text = "; ".join(parts) + "."
+    return text + (" " + advice if advice else "")
+
+
+def _advice(setup: Setup, row: Row) -> str:
+    from mfubench.analysis.limits import compute_bound_batch, max_batch
+
+    if row.phase == "decode" and row.bound == "memory":
+        context = round(row.input_tokens + row.output_tokens)
+        turn = compute_bound_batch(setup, round(row.input_tokens))
+        fits, _, _ = max_batch(setup, context)
+        if turn is None:
+            reach = "no batch makes it compute-bound at this context (the KV cache grows as fast as the work)"
+        else:
+            reach = f"MFU can only rise with batch >= {turn}"
+        return (f"Each step streams the weights and the KV cache once for {row.batch_size} "
+                f"token(s): {reach}, and memory holds {fits} sequences of "
+                f"{context} tokens.")
+    if row.bound == "compute" and row.efficiency is not None and row.efficiency < 0.7:
+        return ("Compute-bound but below 70 % of the roofline: look at kernel efficiency, "
+                "scheduling, the sampled token and the HTTP path inside the measured time.")
+    if row.bound == "communication":
+        return ("The TP all-reduces dominate: fewer GPUs per replica, a faster interconnect or "
+                "larger batches (fewer, larger messages) move it.")
+    return ""
+
+
+def summary(rows: Sequence[Row]) -> list[str]:
+    """A few sentences over all rows: the best point of each phase and the pattern."""
+    out: list[str] = []
+    for phase in ("prefill", "decode"):
+        sel = [r for r in rows if r.phase == phase and r.mfu is not None]
+        if not sel:
+            continue
+        best = max(sel, key=lambda r: r.mfu or 0.0)
+        bounds = sorted({r.bound or "?" for r in sel})
+        line = (f"{phase}: MFU {pct(min(r.mfu or 0 for r in sel))} to {pct(best.mfu)} "
+                f"(best at batch {best.batch_size}), bound: {', '.join(bounds)}")
+        mbus = [r.mbu for r in sel if r.mbu is not None]
+        if phase == "decode" and mbus:
+            line += f"; MBU {pct(min(mbus))} to {pct(max(mbus))}: decode is judged by MBU, not MFU"
+        out.append(line + ".")
+    flagged = [r for r in rows if r.flags]
+    if flagged:
+        out.append(f"{len(flagged)} row(s) carry flags (early stops, estimated times); see the flags column.")
+    return out

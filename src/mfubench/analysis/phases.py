@@ -1,0 +1,407 @@
+"""MFU, MBU and the roofline of measured points, phase by phase.
+
+Every :class:`~mfubench.analysis.measurement.Measurement` gives up to three rows:
+
+``prefill``
+    ``batch`` prompts of ``input_tokens``. Seconds: the batch's TTFT span, or the whole elapsed
+    time of a run with one output token (the seed's prefill runs).
+``decode``
+    the ``output_tokens - 1`` decode steps that follow, the KV cache growing from
+    ``input_tokens`` to ``input_tokens + output_tokens - 2``. Seconds, first that applies:
+    mean ITL x steps (``itl``); elapsed - TTFT of the same point (``elapsed-ttft``); elapsed
+    minus the prefill time of a matching point of the same analysis (same batch and input
+    length: ``elapsed-minus-measured-prefill``); elapsed minus the roofline's prefill time
+    (``elapsed-minus-roofline-prefill``, an estimate, flagged).
+``total``
+    whole requests: elapsed, else TTFT + ITL x steps, else batch x output / tokens-per-second.
+
+For each row::
+
+    mfu  = flops / (seconds * devices * peak_flops[dtype])      FLOPs: whole model, convention C
+    mbu  = bytes_per_gpu / (seconds * memory_bandwidth)          bytes: per GPU, see counting.memory
+    efficiency = roofline_s / seconds
+
+``mfu``/``mbu`` use the datasheet (dense) peak; ``mfu_measured``/``mbu_measured`` the calibrated
+peak when one exists (for ``cpu`` the measured peak *is* the peak, and ``mfu`` uses it).
+A dtype the device has no peak for gives ``mfu = None``, never a number against the wrong peak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from mfubench.analysis.measurement import Measurement
+from mfubench.analysis.roofline import DEFAULT_ALLREDUCE_LATENCY_S, Machine, Roofline, roofline
+from mfubench.counting import flops as fl
+from mfubench.counting import memory
+from mfubench.counting.components import check_tp
+from mfubench.counting.workload import Convention, DecodeStep, PrefillChunk, keys_attended
+from mfubench.errors import MfubenchError
+from mfubench.hardware.dtypes import compute_dtype
+from mfubench.hardware.spec import HardwareSpec
+from mfubench.model.spec import ModelSpec
+
+Phase = Literal["prefill", "decode", "total"]
+ACTIVATION_BYTES = 2  # bf16/fp16 activations crossing the TP all-reduce
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What an analysis counts against: the model, the hardware and the conventions."""
+
+    spec: ModelSpec
+    hardware: HardwareSpec
+    convention: Convention = "causal"
+    tp: int = 1
+    kv_dtype: str | None = None
+    allreduce_latency_s: float = DEFAULT_ALLREDUCE_LATENCY_S
+
+    @property
+    def dtype(self) -> str:
+        """The matmul dtype whose peak applies (the dtype rule of ``hardware.dtypes``)."""
+        w = self.spec.weights
+        weight = {"fp8": "fp8", "int8": "int8", "int4": "int4", "mxfp4": "fp4"}.get(
+            w.scheme or "", w.dtype
+        )
+        if w.experts_only:
+            weight = w.dtype  # most matmuls (attention, router, LM head) stay unquantized
+        return compute_dtype(weight, w.activation_dtype)
+
+    def machine(self, measured: bool = False) -> Machine | None:
+        """The per-GPU figures for the roofline; None when the device has no peak for the dtype
+        (or, with ``measured``, no calibration)."""
+        hw = self.hardware
+        use_measured = measured or hw.measured
+        if measured and hw.calibration is None:
+            return None
+        peak = hw.peak_flops(self.dtype, measured=use_measured)
+        bandwidth = hw.memory_bandwidth(measured=use_measured)
+        if peak is None or bandwidth is None:
+            return None
+        link = hw.accelerator.interconnect
+        return Machine(
+            name=hw.name,
+            devices=self.tp,
+            peak_flops=peak,
+            memory_bandwidth=bandwidth,
+            memory_capacity=hw.memory_capacity,
+            link_bandwidth=link.bandwidth_per_direction if link else None,
+            dtype=self.dtype,
+            peak_source="measured" if use_measured else "datasheet",
+            allreduce_latency_s=self.allreduce_latency_s,
+        )
+
+    @property
+    def peak_label(self) -> str:
+        """How the denominators are described on every table."""
+        m = self.machine()
+        if m is None:
+            return f"{self.hardware.name}: no {self.dtype} peak"
+        kind = "measured" if m.peak_source == "measured" else "datasheet dense"
+        return (f"{kind} {self.dtype} peak {m.peak_flops / 1e12:.4g} TFLOP/s and "
+                f"{m.memory_bandwidth / 1e12:.4g} TB/s per device, x{m.devices}")
+
+
+def make_setup(
+    spec: ModelSpec,
+    hardware: HardwareSpec,
+    convention: Convention = "causal",
+    tp: int | None = None,
+    kv_dtype: str | None = None,
+    allreduce_latency_s: float = DEFAULT_ALLREDUCE_LATENCY_S,
+) -> Setup:
+    """A :class:`Setup`; ``tp`` defaults to the device count and must equal it (one replica
+    of the model over all the devices named)."""
+    tp = hardware.count if tp is None else tp
+    if tp != hardware.count:
+        raise MfubenchError(
+            f"--tp {tp} but --hardware {hardware.name} has {hardware.count} device(s); the "
+            "analysis models one replica spanning every device named: make them equal"
+        )
+    check_tp(spec, tp)
+    return Setup(spec, hardware, convention, tp, kv_dtype, allreduce_latency_s)
+
+
+@dataclass(frozen=True)
+class Work:
+    """FLOPs and bytes of a phase, and its TP traffic."""
+
+    flops: float  # whole model
+    flops_per_gpu: float
+    bytes_per_gpu: float
+    messages: float
+    message_bytes: float
+
+    def __add__(self, other: Work) -> Work:
+        # messages of different sizes: keep the total bytes exact by averaging the size
+        messages = self.messages + other.messages
+        size = ((self.messages * self.message_bytes + other.messages * other.message_bytes)
+                / messages) if messages else 0.0
+        return Work(self.flops + other.flops, self.flops_per_gpu + other.flops_per_gpu,
+                    self.bytes_per_gpu + other.bytes_per_gpu, messages, size)
+
+
+def prefill_work(setup: Setup, batch: int, input_tokens: int) -> Work:
+    """Work of ``batch`` prompts of ``input_tokens`` prefilled together."""
+    spec, tp = setup.spec, setup.tp
+    chunk = PrefillChunk(input_tokens, 0, batch)
+    f = fl.prefill(spec, chunk, setup.convention)
+    b = memory.prefill_bytes(spec, chunk, setup.kv_dtype, tp)
+    return Work(fl.total(f), sum(fl.per_gpu(spec, f, tp).values()), b.total,
+                2 * spec.num_layers, batch * input_tokens * spec.hidden_size * ACTIVATION_BYTES)
+
+
+def decode_work(setup: Setup, batch: int, input_tokens: int, steps: int) -> Work:
+    """Work of ``steps`` decode steps of ``batch`` sequences after prompts of ``input_tokens``
+    (the KV cache grows by one token per step; weights are read once per step)."""
+    spec, tp = setup.spec, setup.tp
+    if steps <= 0:
+        return Work(0, 0, 0, 0, 0)
+    f = fl.decode_span(spec, batch, input_tokens, steps)
+    one = memory.decode_bytes(spec, DecodeStep.uniform(batch, input_tokens), setup.kv_dtype, tp)
+    weights = sum(v for k, v in one.read.items() if k != "kv_cache")
+    per_layer = memory.kv_bytes_per_token_layer(spec, setup.kv_dtype, tp)
+    kv_read = batch * per_layer * sum(
+        keys_attended(input_tokens + 1, input_tokens + steps, layer.window) for layer in spec.layers
+    )
+    total_bytes = steps * (weights + one.write["kv_cache"]) + kv_read
+    return Work(fl.total(f), sum(fl.per_gpu(spec, f, tp).values()), total_bytes,
+                2 * spec.num_layers * steps, batch * spec.hidden_size * ACTIVATION_BYTES)
+
+
+def phase_work(setup: Setup, phase: Phase, batch: int, input_tokens: int, output_tokens: int) -> Work:
+    """The work of a phase of ``batch`` requests of ``input_tokens`` in, ``output_tokens`` out."""
+    if phase == "prefill":
+        return prefill_work(setup, batch, input_tokens)
+    decode = decode_work(setup, batch, input_tokens, output_tokens - 1)
+    if phase == "decode":
+        return decode
+    return prefill_work(setup, batch, input_tokens) + decode
+
+
+def phase_roofline(setup: Setup, work: Work, measured: bool = False) -> Roofline | None:
+    machine = setup.machine(measured)
+    if machine is None:
+        return None
+    return roofline(machine, work.flops_per_gpu, work.bytes_per_gpu, work.messages, work.message_bytes)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One phase of one measured point: what was done, how long it took, how well it used the
+    hardware and what bounds it. Field names are an interface (``--json``)."""
+
+    batch_size: int
+    input_tokens: float
+    output_tokens: float
+    phase: Phase
+    seconds: float | None
+    seconds_source: str
+    flops: float
+    flops_per_gpu: float
+    bytes: float
+    achieved_flops_per_s: float | None
+    achieved_bytes_per_s: float | None
+    mfu: float | None
+    mbu: float | None
+    mfu_measured: float | None
+    mbu_measured: float | None
+    arithmetic_intensity: float
+    ridge: float | None
+    bound: str | None
+    roofline_s: float | None
+    compute_s: float | None
+    memory_s: float | None
+    comm_s: float | None
+    efficiency: float | None
+    mfu_ceiling: float | None
+    mbu_ceiling: float | None
+    convention: str
+    dtype: str
+    hardware: str
+    peak_source: str | None
+    tp: int
+    flags: tuple[str, ...] = ()
+    source: str = ""
+    server_flops: float | None = None
+    server_read_bytes: float | None = None
+    server_write_bytes: float | None = None
+    explanation: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["flags"] = list(self.flags)
+        d["extra"] = dict(self.extra)
+        return d
+
+
+def _ratio(num: float, den: float | None) -> float | None:
+    return None if not den else num / den
+
+
+def make_row(
+    setup: Setup,
+    m: Measurement,
+    phase: Phase,
+    seconds: float | None,
+    seconds_source: str,
+    flags: Sequence[str] = (),
+) -> Row:
+    """A row from the phase's work and its measured seconds (None: roofline only)."""
+    batch, inp, out = m.batch_size, round(m.input_tokens), max(1, round(m.output_tokens))
+    work = phase_work(setup, phase, batch, inp, out)
+    rl = phase_roofline(setup, work)
+    rl_measured = phase_roofline(setup, work, measured=True) if setup.hardware.calibration else None
+    machine = setup.machine()
+    machine_measured = setup.machine(measured=True) if setup.hardware.calibration else None
+    secs = seconds if seconds and seconds > 0 else None
+    flops_rate = work.flops / secs if secs else None
+    bytes_rate = work.bytes_per_gpu / secs if secs else None
+    server = phase == "total"
+
+    def util(rate: float | None, mach: Machine | None, kind: str) -> float | None:
+        if rate is None or mach is None:
+            return None
+        return rate / (mach.total_peak_flops if kind == "f" else mach.memory_bandwidth)
+
+    return Row(
+        batch_size=batch,
+        input_tokens=m.input_tokens,
+        output_tokens=m.output_tokens,
+        phase=phase,
+        seconds=secs,
+        seconds_source=seconds_source,
+        flops=work.flops,
+        flops_per_gpu=work.flops_per_gpu,
+        bytes=work.bytes_per_gpu,
+        achieved_flops_per_s=flops_rate,
+        achieved_bytes_per_s=bytes_rate,
+        mfu=util(flops_rate, machine, "f"),
+        mbu=util(bytes_rate, machine, "b"),
+        mfu_measured=util(flops_rate, machine_measured, "f"),
+        mbu_measured=util(bytes_rate, machine_measured, "b"),
+        arithmetic_intensity=work.flops_per_gpu / work.bytes_per_gpu if work.bytes_per_gpu else 0.0,
+        ridge=rl.ridge if rl else None,
+        bound=rl.bound if rl else None,
+        roofline_s=rl.roofline_s if rl else None,
+        compute_s=rl.compute_s if rl else None,
+        memory_s=rl.memory_s if rl else None,
+        comm_s=rl.comm_s if rl else None,
+        efficiency=_ratio(rl.roofline_s, secs) if rl else None,
+        mfu_ceiling=rl.mfu_ceiling if rl else None,
+        mbu_ceiling=rl.mbu_ceiling if rl else None,
+        convention=setup.convention,
+        dtype=setup.dtype,
+        hardware=setup.hardware.name,
+        peak_source=machine.peak_source if machine else None,
+        tp=setup.tp,
+        flags=tuple(flags),
+        source=m.source,
+        server_flops=m.server_flops if server else None,
+        server_read_bytes=m.server_read_bytes if server else None,
+        server_write_bytes=m.server_write_bytes if server else None,
+        extra={"measured_roofline_s": rl_measured.roofline_s} if rl_measured else {},
+    )
+
+
+def _point_flags(m: Measurement) -> list[str]:
+    flags = []
+    if m.stopped_early:
+        flags.append(f"stopped-early: {m.output_tokens:g} of {m.requested_output_tokens:g} output "
+                     "tokens on average (EOS not ignored); counts use the average")
+    for flag in m.extra.get("flags", ()) if isinstance(m.extra, Mapping) else ():
+        flags.append(str(flag))
+    return flags
+
+
+def _elapsed(m: Measurement) -> tuple[float | None, str]:
+    if m.elapsed_s:
+        return m.elapsed_s, "elapsed"
+    if m.output_tokens_per_s:
+        return m.batch_size * m.output_tokens / m.output_tokens_per_s, "output-tokens-per-s"
+    return None, ""
+
+
+def _prefill_seconds(m: Measurement) -> tuple[float | None, str]:
+    if m.ttft_s:
+        return m.ttft_s, "ttft"
+    elapsed, how = _elapsed(m)
+    if elapsed and round(m.output_tokens) <= 1:
+        return elapsed, f"{how} (one output token)"
+    return None, ""
+
+
+def analyze_point(setup: Setup, m: Measurement, peers: Iterable[Measurement] = ()) -> list[Row]:
+    """The rows of one measured point; ``peers`` are the other points of the same analysis,
+    searched for a prefill measurement matching this point's batch and input length."""
+    flags = _point_flags(m)
+    rows: list[Row] = []
+    steps = max(0, round(m.output_tokens) - 1)
+    pre_s, pre_how = _prefill_seconds(m)
+    if pre_s:
+        rows.append(make_row(setup, m, "prefill", pre_s, pre_how, flags))
+    if steps > 0:
+        dec_s, dec_how, dec_flags = _decode_seconds(setup, m, steps, pre_s, peers)
+        rows.append(make_row(setup, m, "decode", dec_s, dec_how, [*flags, *dec_flags]))
+    total_s, total_how = _elapsed(m)
+    if total_s is None and m.ttft_s and m.itl_s:
+        total_s, total_how = m.ttft_s + m.itl_s * steps, "ttft + itl x steps"
+    if total_s:
+        rows.append(make_row(setup, m, "total", total_s, total_how, flags))
+    return [_explained(setup, r) for r in rows]
+
+
+def _decode_seconds(
+    setup: Setup, m: Measurement, steps: int, pre_s: float | None, peers: Iterable[Measurement]
+) -> tuple[float | None, str, list[str]]:
+    if m.itl_s:
+        return m.itl_s * steps, "itl", []
+    elapsed, _ = _elapsed(m)
+    if elapsed is None:
+        return None, "", ["no decode timing"]
+    if pre_s:
+        return _positive_or_flag(elapsed - pre_s, "elapsed-ttft")
+    for peer in peers:
+        if (peer is not m and peer.batch_size == m.batch_size
+                and round(peer.input_tokens) == round(m.input_tokens)):
+            peer_s, _ = _prefill_seconds(peer)
+            if peer_s:
+                return _positive_or_flag(elapsed - peer_s, "elapsed-minus-measured-prefill")
+    rl = phase_roofline(setup, prefill_work(setup, m.batch_size, round(m.input_tokens)))
+    if rl is None:
+        return None, "", ["no prefill time to subtract"]
+    secs, how, fl_ = _positive_or_flag(elapsed - rl.roofline_s, "elapsed-minus-roofline-prefill")
+    return secs, how, [*fl_, "decode-time-estimated: prefill time taken from the roofline"]
+
+
+def _positive_or_flag(seconds: float, how: str) -> tuple[float | None, str, list[str]]:
+    if seconds > 0:
+        return seconds, how, []
+    return None, how, [f"decode time {seconds:.3g} s is not positive"]
+
+
+def _explained(setup: Setup, row: Row) -> Row:
+    from dataclasses import replace
+
+    from mfubench.analysis.explain import explain_row
+
+    return replace(row, explanation=explain_row(setup, row))
+
+
+def analyze(setup: Setup, measurements: Sequence[Measurement]) -> list[Row]:
+    """Rows for every measured point, in the order given."""
+    rows: list[Row] = []
+    for m in measurements:
+        rows.extend(analyze_point(setup, m, measurements))
+    return rows
+
+
+def analyze_measurement(
+    m: Measurement, model: ModelSpec, hardware: HardwareSpec, convention: Convention, tp: int
+) -> list[dict[str, Any]]:
+    """One point's rows as dicts: the callable the live sweep hands each finished point to."""
+    setup = make_setup(model, hardware, convention, tp)
+    return [r.to_dict() for r in analyze_point(setup, m)]

@@ -1,0 +1,90 @@
+"""``mfubench analyze``: MFU, MBU and the roofline of measured results, phase by phase."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from mfubench.analysis.explain import summary
+from mfubench.analysis.phases import Row, Setup, analyze, make_setup
+from mfubench.analysis.roofline import DEFAULT_ALLREDUCE_LATENCY_S
+from mfubench.commands.flops import add_model_options, resolve_model
+from mfubench.counting.workload import check_convention
+from mfubench.hardware.spec import parse_hardware
+from mfubench.report import tables
+from mfubench.report.console import make_console
+
+
+def add_setup_options(p: argparse.ArgumentParser, model_option: bool = True) -> None:
+    """--model, --hardware and the counting options, shared by analyze/roofline/report."""
+    if model_option:
+        p.add_argument("--model", "-m", required=True,
+                       help="what the FLOPs are counted for: a bundled id, a config.json or a folder")
+    p.add_argument("--hardware", required=True,
+                   help="NxNAME (4xH100-SXM), NAME (one device) or cpu (measured peaks)")
+    add_model_options(p)
+    p.add_argument("--allreduce-latency-s", type=float, default=DEFAULT_ALLREDUCE_LATENCY_S,
+                   help="per-message TP all-reduce latency the roofline assumes "
+                        f"(default {DEFAULT_ALLREDUCE_LATENCY_S:g} s)")
+
+
+def setup_from_args(args: argparse.Namespace) -> Setup:
+    spec = resolve_model(args.model, args.dtype)
+    hardware = parse_hardware(args.hardware)
+    tp = args.tp if args.tp != 1 or hardware.count == 1 else hardware.count
+    return make_setup(spec, hardware, check_convention(args.convention), tp, args.kv_dtype,
+                      args.allreduce_latency_s)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("analyze", help="MFU, MBU and roofline of measured results",
+                       description=__doc__)
+    p.add_argument("results", nargs="+", help="seed-format JSON, CSV/JSON tables, vllm bench "
+                   "serve JSON, or mfubench results JSONL")
+    add_setup_options(p)
+    p.add_argument("--requested-output-tokens", type=float, default=None,
+                   help="output length the runs asked for (flags early stops)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help='print {"rows": [...]}')
+    fmt.add_argument("--csv", action="store_true", help="print the rows as CSV")
+    fmt.add_argument("--markdown", action="store_true", help="print markdown tables")
+    p.set_defaults(func=run)
+
+
+def load_all(paths: list[str], requested: float | None = None) -> list[Any]:
+    from mfubench.io.importers import load_measurements
+
+    measurements = []
+    for path in paths:
+        measurements.extend(load_measurements(path, requested_output_tokens=requested))
+    return measurements
+
+
+def run(args: argparse.Namespace) -> int:
+    setup = setup_from_args(args)
+    rows = analyze(setup, load_all(args.results, args.requested_output_tokens))
+    emit(rows, setup, args)
+    return 0
+
+
+def emit(rows: list[Row], setup: Setup, args: argparse.Namespace) -> None:
+    """Print rows in the format the flags ask for (shared with ``mfubench run``)."""
+    if getattr(args, "json", False):
+        print(json.dumps({"convention": setup.convention, "peak": setup.peak_label,
+                          "rows": [r.to_dict() for r in rows]}, indent=2))
+    elif getattr(args, "csv", False):
+        print(tables.to_csv(rows), end="")
+    elif getattr(args, "markdown", False):
+        print(tables.markdown(rows, setup.peak_label))
+        for line in summary(rows):
+            print(f"- {line}")
+    else:
+        console = make_console()
+        for table in tables.terminal_tables(rows, setup.peak_label):
+            console.print(table)
+        for line in summary(rows):
+            console.print(f"• {line}")
+        for r in rows:
+            if r.phase != "total":
+                console.print(f"  {r.explanation}", highlight=False)

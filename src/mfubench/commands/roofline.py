@@ -1,0 +1,108 @@
+"""``mfubench roofline``: best-case times, bounds and limits of a model on hardware, no run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.table import Table
+
+from mfubench.analysis.limits import limits
+from mfubench.analysis.phases import Setup, phase_roofline, phase_work
+from mfubench.commands.analyze import add_setup_options, setup_from_args
+from mfubench.report.console import make_console
+from mfubench.report.units import pct, seconds, si
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("roofline", help="predicted best-case prefill/decode times and limits",
+                       description=__doc__)
+    p.add_argument("model", help="a bundled id, a config.json or a model folder")
+    p.add_argument("--batch-sizes", "-b", type=int_list, default=[1, 8, 32, 128])
+    p.add_argument("--input-tokens", "-i", type=int_list, default=[1024])
+    p.add_argument("--output-tokens", "-o", type=int_list, default=[128])
+    add_setup_options(p, model_option=False)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def predict(setup: Setup, batches: list[int], inputs: list[int], outputs: list[int]) -> dict[str, Any]:
+    """Roofline prediction for every point, with the limits of each context length."""
+    points = []
+    for i in inputs:
+        for o in outputs:
+            for b in batches:
+                point: dict[str, Any] = {"batch_size": b, "input_tokens": i, "output_tokens": o}
+                for phase in ("prefill", "decode"):
+                    if phase == "decode" and o < 2:
+                        continue
+                    work = phase_work(setup, phase, b, i, o)
+                    rl = phase_roofline(setup, work)
+                    point[phase] = None if rl is None else {
+                        "flops": work.flops, "bytes": work.bytes_per_gpu,
+                        "roofline_s": rl.roofline_s, "compute_s": rl.compute_s,
+                        "memory_s": rl.memory_s, "comm_s": rl.comm_s, "bound": rl.bound,
+                        "arithmetic_intensity": rl.arithmetic_intensity,
+                        "mfu_ceiling": rl.mfu_ceiling, "mbu_ceiling": rl.mbu_ceiling,
+                    }
+                points.append(point)
+    machine = setup.machine()
+    lim = {}
+    for i in inputs:
+        for o in outputs:
+            ctx = i + o
+            L = limits(setup, ctx)
+            lim[str(ctx)] = {"max_batch": L.max_batch, "kv_bytes_per_sequence": L.kv_bytes_per_sequence,
+                             "free_bytes_per_gpu": L.free_bytes_per_gpu,
+                             "decode_compute_bound_batch": L.compute_bound_batch}
+    return {
+        "model": setup.spec.name, "hardware": setup.hardware.name, "tp": setup.tp,
+        "convention": setup.convention, "dtype": setup.dtype, "peak": setup.peak_label,
+        "ridge": machine.ridge if machine else None,
+        "allreduce_latency_s": setup.allreduce_latency_s,
+        "limits_by_context": lim, "points": points,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    setup = setup_from_args(args)
+    result = predict(setup, args.batch_sizes, args.input_tokens, args.output_tokens)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    console = make_console()
+    console.print(f"[bold]{result['model']}[/] on {result['hardware']} (TP {result['tp']}), "
+                  f"{result['dtype']}; {result['peak']}; ridge {result['ridge']:.3g} FLOP/byte")
+    t = Table(title=f"best case per point (convention {setup.convention}; all-reduce latency "
+                    f"{setup.allreduce_latency_s:g} s per message)", title_justify="left")
+    for h in ("batch", "in", "out", "prefill s", "prefill bound", "MFU ceil.", "decode s",
+              "decode bound", "decode FLOP/B", "MBU ceil.", "tok/s ceiling"):
+        t.add_column(h, justify="right")
+    for p in result["points"]:
+        pre, dec = p.get("prefill"), p.get("decode")
+        tok_s = (p["batch_size"] * (p["output_tokens"] - 1) / dec["roofline_s"]) if dec else None
+        t.add_row(str(p["batch_size"]), str(p["input_tokens"]), str(p["output_tokens"]),
+                  seconds(pre["roofline_s"]) if pre else "-", pre["bound"] if pre else "-",
+                  pct(pre["mfu_ceiling"]) if pre else "-",
+                  seconds(dec["roofline_s"]) if dec else "-", dec["bound"] if dec else "-",
+                  f"{dec['arithmetic_intensity']:.3g}" if dec else "-",
+                  pct(dec["mbu_ceiling"]) if dec else "-", f"{tok_s:.4g}" if tok_s else "-")
+    console.print(t)
+    for ctx, lim in result["limits_by_context"].items():
+        turn = lim["decode_compute_bound_batch"]
+        console.print(
+            f"context {ctx}: KV {si(lim['kv_bytes_per_sequence'], 'B')} per sequence per GPU; "
+            f"memory holds {lim['max_batch']} sequences; decode turns compute-bound at batch "
+            f"{turn if turn else 'never'}", highlight=False)
+    return 0

@@ -1,0 +1,94 @@
+"""Tables of analysis rows: terminal (rich), markdown and CSV. Renderers never recompute.
+
+Every table states its convention and its denominators in its title, as the seed's tables did
+not: which FLOPs were counted, which peak (dense, dtype, datasheet or measured), per device or
+in total.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from mfubench.report.units import pct, si
+
+if TYPE_CHECKING:
+    from mfubench.analysis.phases import Row
+
+PHASES = ("prefill", "decode", "total")
+
+#: (header, row -> text) of the human tables
+_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("batch", lambda r: str(r.batch_size)),
+    ("in", lambda r: f"{r.input_tokens:g}"),
+    ("out", lambda r: f"{r.output_tokens:g}"),
+    ("seconds", lambda r: "-" if r.seconds is None else f"{r.seconds:.4g}"),
+    ("FLOPs", lambda r: si(r.flops, "FLOP")),
+    ("achieved", lambda r: si(r.achieved_flops_per_s, "FLOP/s")),
+    ("MFU", lambda r: pct(r.mfu, 2)),
+    ("bytes/GPU", lambda r: si(r.bytes, "B")),
+    ("MBU", lambda r: pct(r.mbu)),
+    ("FLOP/B", lambda r: f"{r.arithmetic_intensity:.3g}"),
+    ("bound", lambda r: r.bound or "-"),
+    ("roofline s", lambda r: "-" if r.roofline_s is None else f"{r.roofline_s:.4g}"),
+    ("eff.", lambda r: pct(r.efficiency, 0)),
+    ("flags", lambda r: ", ".join(f.split(":")[0] for f in r.flags) or ""),
+)
+
+
+def title(phase: str, rows: Sequence[Row], peak_label: str) -> str:
+    r = rows[0]
+    return (f"{phase}: {r.hardware}, TP {r.tp}, convention {r.convention} (FLOPs of the whole "
+            f"model, 2 per multiply-add); MFU vs {peak_label}; MBU per device")
+
+
+def by_phase(rows: Sequence[Row]) -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = {}
+    for phase in PHASES:
+        sel = [r for r in rows if r.phase == phase]
+        if sel:
+            out[phase] = sel
+    return out
+
+
+def terminal_tables(rows: Sequence[Row], peak_label: str) -> list[Table]:
+    """One rich table per phase."""
+    tables = []
+    for phase, sel in by_phase(rows).items():
+        t = Table(title=title(phase, sel, peak_label), title_justify="left")
+        for header, _ in _COLUMNS:
+            t.add_column(header, justify="left" if header in ("bound", "flags") else "right")
+        for r in sel:
+            t.add_row(*(fn(r) for _, fn in _COLUMNS))
+        tables.append(t)
+    return tables
+
+
+def markdown(rows: Sequence[Row], peak_label: str) -> str:
+    """Markdown tables per phase, each under a heading that states convention and denominator."""
+    out: list[str] = []
+    for phase, sel in by_phase(rows).items():
+        out.append(f"**{title(phase, sel, peak_label)}**\n")
+        out.append("| " + " | ".join(h for h, _ in _COLUMNS) + " |")
+        out.append("|" + "|".join("---" for _ in _COLUMNS) + "|")
+        for r in sel:
+            out.append("| " + " | ".join(fn(r) for _, fn in _COLUMNS) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def to_csv(rows: Sequence[Row]) -> str:
+    """Every field of every row, machine-readable (flags joined with ``; ``)."""
+    buf = io.StringIO()
+    dicts = [r.to_dict() for r in rows]
+    fields = [k for k in (dicts[0] if dicts else {}) if k != "extra"]
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for d in dicts:
+        d["flags"] = "; ".join(d["flags"])
+        writer.writerow(d)
+    return buf.getvalue()
