@@ -78,6 +78,7 @@ def test_load_missing_is_none_and_malformed_is_an_input_error(cache: Path) -> No
         (cache / "calibration" / "cpu-worse-1t.json").write_text(json.dumps(bad))
         with pytest.raises(InputFileError):
             load_calibration("cpu-worse-1t")
+    assert list_calibrations() == []  # listing skips what it cannot read
 
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

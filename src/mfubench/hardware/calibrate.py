@@ -145,11 +145,18 @@ def load_calibration(device_key: str) -> Calibration | None:
 
 
 def list_calibrations() -> list[Calibration]:
-    """Every stored calibration, newest first."""
+    """Every readable stored calibration, newest first.
+
+    A malformed file is skipped here (so it cannot break ``--hardware H100-SXM``); loading it by
+    its key with :func:`load_calibration` reports what is wrong with it.
+    """
     directory = cache_dir()
     found = []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        found.append(load_calibration(path.stem))
+        try:
+            found.append(load_calibration(path.stem))
+        except InputFileError:
+            continue
     return sorted((c for c in found if c is not None), key=lambda c: c.measured_at, reverse=True)
 
 
