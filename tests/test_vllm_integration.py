@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import random
 import os
+import random
 import signal
 import time
 from collections.abc import Iterator
@@ -151,6 +151,36 @@ def test_vllm_counts_n_times_c_plus_n_pairs_and_the_lm_head_per_sampled_token(
         b, i, o = p.key
         assert p.measurement is not None
         assert p.measurement.server_flops == b * vllm_flops(i, o), p.key
+
+
+def test_convention_vllm_matches_the_engine_counter_within_one_percent(
+    server: LaunchedServer, model_dir: Path, tmp_path: Path
+) -> None:
+    """mfubench's own count under ``--convention vllm`` against vLLM's counter delta, on
+    every point, through the real analysis (prefill and decode rows with MFU and MBU). The
+    hardware only scales MFU/MBU; a catalog GPU stands in because this CPU may not be
+    calibrated (``cpu`` needs ``mfubench calibrate`` first)."""
+    phases = pytest.importorskip("mfubench.analysis.phases")
+    from mfubench.hardware.spec import parse_hardware
+    from mfubench.model.registry import load_model
+
+    model, hardware = load_model(str(model_dir)), parse_hardware("H100-SXM")
+
+    def analyze(m: Measurement) -> list[dict[str, Any]]:
+        return list(phases.analyze_measurement(m, model, hardware, "vllm", 1))
+
+    async def go() -> list[PointResult]:
+        async with CompletionClient(server.url, model=str(model_dir), timeout_s=60) as client:
+            with ResultsLog(tmp_path / "r.jsonl") as log:
+                log.write({"type": "header", "schema_version": 1})
+                return await run_sweep(client, PLAN, analyze, log, token_range=TOKEN_RANGE, rng=random.Random(2))
+
+    for p in asyncio.run(go()):
+        rows = {row["phase"]: row for row in p.rows}
+        assert {"prefill", "total"} <= set(rows) and ("decode" in rows) == (p.key[2] > 1), p.key
+        assert rows["prefill"]["mfu"] is not None and rows["prefill"]["mbu"] is not None
+        total = rows["total"]
+        assert total["server_flops"] == pytest.approx(total["flops"], rel=0.01), p.key
 
 
 def test_a_run_resumed_after_the_server_was_killed_measures_only_the_missing_points(
