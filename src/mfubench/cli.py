@@ -24,6 +24,8 @@ COMMANDS: tuple[str, ...] = (
     "hardware",
     "calibrate",
     "run",
+    "report",
+    "compare",
 )
 
 
