@@ -377,3 +377,10 @@ def test_bad_results_files_name_the_file_and_line(tmp_path: Path, lines: list[st
 def test_results_log_rejects_untyped_lines(tmp_path: Path) -> None:
     with ResultsLog(tmp_path / "r.jsonl") as log, pytest.raises(ValueError):
         log.write({"no": "type"})
+
+
+def test_results_log_writes_non_finite_numbers_as_null(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    with ResultsLog(path) as log:
+        log.write({"type": "header", "schema_version": 1, "x": float("nan"), "y": [float("inf"), 1.5]})
+    assert json.loads(path.read_text()) == {"type": "header", "schema_version": 1, "x": None, "y": [None, 1.5]}

@@ -9,7 +9,7 @@ One JSON object per line, each with a ``type``:
 - ``point``: one per finished point (``batch_size``, ``input_tokens``, ``output_tokens``,
   ``flags``, the measurement and its ``rows``).
 
-Every line is flushed and fsync'ed before the next request is sent, so a crash loses at most the
+Non-finite floats are written as null (JSON has no NaN). Every line is flushed and fsync'ed before the next request is sent, so a crash loses at most the
 point in progress. A point counts as finished only once its ``point`` line exists; ``request``
 lines of a point interrupted before that stay in the file and are not part of any point.
 """
@@ -17,6 +17,7 @@ lines of a point interrupted before that stay in the file and are not part of an
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,9 +59,20 @@ class ResultsLog:
             raise ValueError(f"results line without a known type: {obj.get('type')!r}")
         if self._file is None:
             raise RuntimeError("ResultsLog used outside 'with'")
-        self._file.write(json.dumps(obj, allow_nan=False, separators=(",", ":")) + "\n")
+        self._file.write(json.dumps(_finite(obj), allow_nan=False, separators=(",", ":")) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None: JSON has no spelling for them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 @dataclass
