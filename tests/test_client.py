@@ -206,7 +206,7 @@ def test_http_error_status_keeps_status_and_body_excerpt() -> None:
         return web.json_response({"error": {"message": "too many requests"}}, status=429)
 
     r = complete_against(handler)
-    assert r.error_kind == "http" and r.error is not None
+    assert r.error_kind == "http" and r.error is not None and r.http_status == 429
     assert "429" in r.error and "too many requests" in r.error
 
 

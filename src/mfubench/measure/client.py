@@ -61,6 +61,7 @@ class RequestRecord:
         finish_reason: the choice's ``finish_reason`` (``"length"`` when the count was reached).
         error: one line saying what went wrong, or None.
         error_kind: one of :data:`ERROR_KINDS`, or None.
+        http_status: the status of a non-200 answer (429, 503: worth a retry; 4xx: not).
     """
 
     batch_size: int
@@ -76,6 +77,7 @@ class RequestRecord:
     finish_reason: str | None = None
     error: str | None = None
     error_kind: str | None = None
+    http_status: int | None = None
 
     @property
     def first_token_at_s(self) -> float | None:
@@ -112,6 +114,7 @@ class RequestRecord:
             "finish_reason": self.finish_reason,
             "error": self.error,
             "error_kind": self.error_kind,
+            "http_status": self.http_status,
         }
 
 
@@ -135,6 +138,7 @@ class StreamRecorder:
     done_s: float | None = None
     error: str | None = None
     error_kind: str | None = None
+    http_status: int | None = None
 
     def on_data(self, data: str, now_s: float) -> bool:
         """Consume one event's data; return True when the stream is over (``[DONE]``/error)."""
@@ -210,6 +214,7 @@ class StreamRecorder:
             finish_reason=self.finish_reason,
             error=self.error,
             error_kind=self.error_kind,
+            http_status=self.http_status,
         )
 
 
@@ -299,6 +304,7 @@ class CompletionClient:
             async with self.session.post(f"{self.base_url}/v1/completions", json=body) as resp:
                 if resp.status != 200:
                     text = await resp.text(errors="replace")
+                    recorder.http_status = resp.status
                     recorder.fail("http", f"HTTP {resp.status}: {_excerpt(text)}", time.perf_counter())
                 else:
                     async for chunk in resp.content.iter_any():
