@@ -130,7 +130,7 @@ def test_seed_report_shows_setup_tables_explanations_and_flags(seed_report) -> N
     assert "ridge 295 FLOP/B" in text
     assert "38.84 %" in text  # prefill MFU at batch 1, as analyze prints it
     assert "decode at batch 32 is memory-bound" in text
-    assert "stopped-early: 868.75 of 900 output tokens" in text
+    assert "868.75 of 900 output tokens on average" in text
     assert "decode-time-estimated" in text
     assert "convention causal" in text and "mfubench " in text
 

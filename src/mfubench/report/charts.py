@@ -107,6 +107,7 @@ class Chart:
     series: tuple[Series, ...]
     marks: tuple[VMark, ...] = ()
     notes: tuple[Note, ...] = ()
+    wide: bool = False  # drawn across the page (the roofline)
 
     @property
     def data_points(self) -> int:
@@ -216,7 +217,7 @@ def roofline_chart(rows: Sequence[Row], setup: Setup) -> Chart:
         "compute-bound; the gap to the roof is the time lost.",
         Axis("arithmetic intensity (FLOP/byte, per device)", "flop/byte"),
         Axis("achieved FLOP/s per device", "flop/s"),
-        tuple(series), tuple(marks), tuple(notes),
+        tuple(series), tuple(marks), tuple(notes), wide=True,
     )
 
 
@@ -345,15 +346,24 @@ def _throughput(row: Row) -> float | None:
 
 
 def throughput_chart(rows: Sequence[Row]) -> Chart:
-    """Tokens per second against batch: prompt tokens in prefill, generated tokens otherwise."""
-    return _by_batch_chart(
+    """Tokens per second against batch: prompt tokens in prefill, generated tokens otherwise.
+    Whole requests (``total``) are drawn as a dashed line without markers: with a short prompt
+    they lie on the decode points, which they would hide."""
+    chart = _by_batch_chart(
         "throughput", "Throughput against batch size",
         "prefill: prompt tokens per second; decode: generated tokens per second of decode; "
-        "total: generated tokens per second of whole requests (one-token runs left out). "
+        "total (dashed): generated tokens per second of whole requests (one-token runs left out). "
         "Hollow markers carry flags.",
         [r for r in rows if _throughput(r) is not None], ("prefill", "decode", "total"),
         Axis("tokens per second", "tokens/s"),
         _throughput, lambda r, v: si(v, "tokens/s"))
+    decode = any(s.name.startswith("decode") for s in chart.series)
+    series = tuple(
+        Series(s.name + " (whole requests)", s.points, s.color, None, dashed=True)
+        if s.name.startswith("total") and decode else s
+        for s in chart.series
+    )
+    return Chart(chart.id, chart.title, chart.caption, chart.x, chart.y, series)
 
 
 def report_charts(rows: Sequence[Row], setup: Setup) -> list[Chart]:
@@ -481,22 +491,22 @@ def tick_label(unit: Unit, v: float) -> str:
 
 # ----------------------------------------------------------------------------- SVG
 
-WIDTH, PLOT_HEIGHT = 760, 380
+NARROW, WIDE, PLOT_HEIGHT = 640, 920, 360
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 104, 28, 18, 52
 LEGEND_ROW = 20
 
 
-def _legend_rows(series: Sequence[Series]) -> list[list[tuple[Series, float]]]:
+def _legend_rows(series: Sequence[Series], width: int) -> list[list[tuple[Series, float]]]:
     rows: list[list[tuple[Series, float]]] = [[]]
     used = 0.0
-    room = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+    room = width - MARGIN_LEFT - MARGIN_RIGHT
     for s in series:
-        width = 34 + 6.4 * len(s.name)
-        if rows[-1] and used + width > room:
+        item = 34 + 6.4 * len(s.name)
+        if rows[-1] and used + item > room:
             rows.append([])
             used = 0.0
         rows[-1].append((s, used))
-        used += width + 14
+        used += item + 14
     return rows if rows[0] else []
 
 
@@ -522,9 +532,10 @@ def _marker_svg(marker: Marker, x: float, y: float, color: str, hollow: bool, ti
 def to_svg(chart: Chart) -> str:
     """The chart as one standalone ``<svg>`` element: axes, grid, ticks, series, the ridge,
     labels and a legend. Every text is escaped."""
-    legend = _legend_rows(chart.series)
+    width = WIDE if chart.wide else NARROW
+    legend = _legend_rows(chart.series, width)
     height = MARGIN_TOP + PLOT_HEIGHT + MARGIN_BOTTOM + LEGEND_ROW * len(legend) + 6
-    x0, x1 = MARGIN_LEFT, WIDTH - MARGIN_RIGHT
+    x0, x1 = MARGIN_LEFT, width - MARGIN_RIGHT
     y0, y1 = MARGIN_TOP + PLOT_HEIGHT, MARGIN_TOP
     xlo, xhi = axis_range(chart, "x")
     ylo, yhi = axis_range(chart, "y")
@@ -532,7 +543,7 @@ def to_svg(chart: Chart) -> str:
     sy = Scale(ylo, yhi, y0, y1, chart.y.log)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart-svg" id="svg-{escape(chart.id)}" '
-        f'viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="{escape(chart.title)}" font-family="system-ui, -apple-system, Segoe UI, '
         f'Roboto, Helvetica, Arial, sans-serif" font-size="12">',
         f"<title>{escape(chart.title)}</title>",
@@ -568,10 +579,10 @@ def to_svg(chart: Chart) -> str:
         pts = [(sx(p.x), sy(p.y)) for p in s.points]
         if s.line and len(pts) > 1:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
-            width = 2.2 if s.marker is None else 1.6
+            stroke = 2.2 if s.marker is None else 1.6
             dash = ' stroke-dasharray="6 4"' if s.dashed else ""
             opacity = "" if s.marker is None else ' stroke-opacity="0.75"'
-            out.append(f'<polyline fill="none" stroke="{s.color}" stroke-width="{width}"{dash}'
+            out.append(f'<polyline fill="none" stroke="{s.color}" stroke-width="{stroke}"{dash}'
                        f'{opacity} points="{path}"/>')
     for note in chart.notes:
         px, py = sx(note.x), sy(note.y)

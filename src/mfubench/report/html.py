@@ -137,7 +137,8 @@ def charts_section(charts: Sequence[ch.Chart]) -> str:
     figures = []
     for c in charts:
         figures.append(
-            f'<figure class="chart" id="chart-{escape(c.id)}"><h3>{escape(c.title)}</h3>'
+            f'<figure class="chart{" wide" if c.wide else ""}" id="chart-{escape(c.id)}">'
+            f"<h3>{escape(c.title)}</h3>"
             f"{ch.to_svg(c)}<figcaption>{escape(c.caption)}</figcaption></figure>"
         )
     return "".join(figures)
@@ -194,29 +195,34 @@ def flags_section(rows: Sequence[Row]) -> str:
             where.setdefault(flag, []).append(f"{r.phase} b={r.batch_size}")
     if not where:
         return "<p>No row carries a flag.</p>"
-    items = "".join(f"<li><b>{text(flag.split(':')[0])}</b>: {text(flag)} "
+    items = "".join(f"<li><b>{text(flag.split(':')[0])}</b>"
+                    f"{': ' + text(flag.split(':', 1)[1].strip()) if ':' in flag else ''} "
                     f'<span class="src">({text(", ".join(rs))})</span></li>'
                     for flag, rs in where.items())
     return f'<ul class="flags">{items}</ul>'
 
 
 def limits_section(rows: Sequence[Row], setup: Setup) -> str:
-    """Capacity and the decode crossover at each decode context of the rows."""
-    from mfubench.analysis.limits import limits
+    """Capacity and the decode crossover for each decode workload of the rows: the batch from
+    which a decode step turns compute-bound at the prompt length (where the explanations take
+    it) and at the final context, and the sequences of the final context that fit in memory."""
+    from mfubench.analysis.limits import compute_bound_batch, limits
 
-    contexts = sorted({round(r.input_tokens + r.output_tokens) for r in rows if r.phase == "decode"})
-    if not contexts:
+    workloads = sorted({(round(r.input_tokens), round(r.input_tokens + r.output_tokens))
+                        for r in rows if r.phase == "decode"})
+    if not workloads:
         return ""
     cells = []
-    for context in contexts:
+    for prompt, context in workloads:
         lim = limits(setup, context)
-        cells.append([text(context), _cell(si(lim.kv_bytes_per_sequence, "B")),
+        cells.append([text(prompt), text(context), _cell(si(lim.kv_bytes_per_sequence, "B")),
                       _cell(si(lim.free_bytes_per_gpu, "B")), text(lim.max_batch),
-                      text(lim.compute_bound_batch)])
-    return _table("What the hardware allows at each decode context (per device; 90 % of "
-                  "memory as vLLM's default, minus the weights)",
-                  ["context tokens", "KV cache / sequence", "free for KV", "max batch",
-                   "decode compute-bound from batch"], cells)
+                      text(compute_bound_batch(setup, prompt)), text(lim.compute_bound_batch)])
+    return _table("What the hardware allows in decode (per device; KV cache in 90 % of memory, "
+                  "vLLM's default, minus the weights)",
+                  ["prompt tokens", "final context", "KV cache / sequence", "free for KV",
+                   "max batch (final context)", "compute-bound from batch (prompt)",
+                   "compute-bound from batch (final context)"], cells)
 
 
 # ----------------------------------------------------------------------------- pages
@@ -239,6 +245,9 @@ dl.kv dt{color:var(--muted)}dl.kv dd{margin:0;overflow-wrap:anywhere}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:16px}
 figure.chart{margin:0;border:1px solid var(--line);border-radius:8px;padding:12px;background:#fff}
 figure.chart svg{width:100%;height:auto;display:block}
+figure.wide{grid-column:1/-1}
+figure.wide svg{max-width:980px;margin:0 auto}
+figure.wide figcaption{max-width:980px;margin:6px auto 0}
 figcaption{color:var(--muted);font-size:12px;margin-top:6px}
 .table-wrap{overflow-x:auto;margin:10px 0 18px}
 table.data{border-collapse:collapse;width:100%;font-size:12.5px;font-variant-numeric:tabular-nums}
