@@ -284,3 +284,19 @@ def test_compare_needs_two_runs_and_one_label_each() -> None:
         args = build_parser().parse_args(["compare", SEED_FILES[0], *SETUP_ARGS])
         args.func(args)
     assert main(["compare", SEED_FILES[0], SEED_FILES[1], *SETUP_ARGS, "--label", "one"]) == 2
+
+
+def test_no_peak_for_the_dtype_leaves_out_mfu_charts_and_roofs(tmp_path: Path) -> None:
+    """A100 has no fp8 peak: no MFU/MBU (so no such charts), no roof, and no 'None' anywhere."""
+    out = tmp_path / "r.html"
+    assert main(["report", *SEED_FILES, "--model", LLAMA70, "--hardware", "4xA100-SXM-80GB",
+                 "--dtype", "fp8", "-o", str(out), "--plots", str(tmp_path / "plots")]) == 0
+    page = parse(out.read_text())
+    assert set(page.figures) == {"chart-roofline", "chart-latency", "chart-throughput"}
+    assert page.figures["chart-roofline"]["polyline"] == 0  # points, no roof
+    assert page.figures["chart-roofline"]["pt"] == 6  # decode has no time without a roofline
+    visible = " ".join(page.text)
+    assert not BANNED.search(visible) and "no fp8 peak" in visible
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "latency.png", "latency.svg", "roofline.png", "roofline.svg", "throughput.png",
+        "throughput.svg"]

@@ -85,3 +85,18 @@ def test_report_screenshot_shows_the_charts(report: Path, tmp_path: Path) -> Non
     for phase in ("prefill", "decode"):
         rgb = tuple(int(PHASE_COLORS[phase][i:i + 2], 16) for i in (1, 3, 5))
         assert rgb in colours, f"no {phase} marker pixels drawn"
+
+
+def test_compare_page_in_chromium(tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (Debian) to run this test")
+    out = tmp_path / "compare.html"
+    run = f"{SEED / 'prefill.json'},{SEED / 'decode.json'}"
+    assert main(["compare", run, run, "--label", "a", "--label", "b", "--model",
+                 "meta-llama/Llama-3.3-70B-Instruct", "--hardware", "4xH100-SXM", "-o", str(out)]) == 0
+    result = chromium(out.as_uri(), tmp_path / "profile", "--dump-dom")
+    assert console_messages(result.stderr) == []
+    figures = re.findall(r'<figure class="chart[^"]*" id="chart-(compare-[a-z]+)">(.*?)</figure>',
+                         result.stdout, re.S)
+    assert [name for name, _ in figures] == ["compare-mfu", "compare-mbu", "compare-latency"]
+    assert all('class="pt"' in body for _, body in figures)

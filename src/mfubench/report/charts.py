@@ -84,6 +84,7 @@ class VMark:
 
     x: float
     label: str
+    top: float | None = None  # the line stops at this y (the roof); None: the plot's top
 
 
 @dataclass(frozen=True)
@@ -201,10 +202,10 @@ def roofline_chart(rows: Sequence[Row], setup: Setup) -> Chart:
                              f"{si(bw, 'B/s')} x intensity)", tuple(roof), color, None,
                              dashed=dashed))
         if kind == "datasheet":
-            marks.append(VMark(ridge, f"ridge {ridge:.3g} FLOP/B"))
+            marks.append(VMark(ridge, f"ridge {ridge:.3g} FLOP/B", peak))
             if ridge < hi:
-                notes.append(Note(max(ridge, lo) * 1.4, peak, f"compute roof {si(peak, 'FLOP/s')}",
-                                  "start", above=True))
+                notes.append(Note(hi, peak, f"compute roof {si(peak, 'FLOP/s')}", "end",
+                                  above=True))
             x_mem = min(ridge, hi) / 30
             if x_mem > lo:
                 notes.append(Note(x_mem, bw * x_mem, f"memory roof {si(bw, 'B/s')}", "end"))
@@ -571,7 +572,8 @@ def to_svg(chart: Chart) -> str:
     out.append(f'<g clip-path="url(#clip-{escape(chart.id)})">')
     for mark in chart.marks:
         px = sx(mark.x)
-        out.append(f'<line class="ridge" x1="{px:.1f}" y1="{y1}" x2="{px:.1f}" y2="{y0}" '
+        top = y1 if mark.top is None else sy(mark.top)
+        out.append(f'<line class="ridge" x1="{px:.1f}" y1="{top:.1f}" x2="{px:.1f}" y2="{y0}" '
                    f'stroke="{ROOF_COLOR}" stroke-dasharray="2 4" stroke-width="1.2"/>')
         out.append(f'<text x="{px + 5:.1f}" y="{y0 - 8}" fill="{ROOF_COLOR}" font-size="11">'
                    f"{escape(mark.label)}</text>")

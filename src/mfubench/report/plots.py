@@ -48,7 +48,11 @@ def draw(chart: Chart) -> Any:
                             xytext=(5, 6 if i % 2 == 0 else -12), fontsize=8,
                             color=s.color, fontweight="bold")
     for mark in chart.marks:
-        ax.axvline(mark.x, color="#374151", linestyle=":", linewidth=1.2)
+        if mark.top is None:
+            ax.axvline(mark.x, color="#374151", linestyle=":", linewidth=1.2)
+        else:
+            ax.vlines(mark.x, axis_range(chart, "y")[0], mark.top, color="#374151",
+                      linestyle=":", linewidth=1.2)
         ax.annotate(mark.label, (mark.x, 0), xycoords=("data", "axes fraction"),
                     textcoords="offset points", xytext=(4, 6), fontsize=8, color="#374151")
     for note in chart.notes:
