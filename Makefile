@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # pip on this kind of machine warns about absent local index folders; keep the log readable.
 QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test lint typecheck clean browser
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-test: lint typecheck
+# The report tests open the HTML in Debian's headless Chromium; install it where we can (root
+# with apt), else those tests skip with a reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the report tests"; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	      || echo "chromium could not be installed: browser tests will be skipped"; \
+	  else echo "no chromium and no root apt-get: browser tests will be skipped"; fi; }
+
+test: lint typecheck browser
 	$(PY) -m pytest
 
 clean:
