@@ -46,7 +46,7 @@ def record(events: list[tuple[float, str]], sent: float = 10.0, i: int = 4, o: i
 def test_timing_and_counts_of_a_clean_stream() -> None:
     r = record([(10.5, chunk([7])), (10.75, chunk([8])), (11.0, chunk([9], finish="length")),
                 (11.01, usage(4, 3)), (11.02, "[DONE]")])
-    assert r.error is None and r.exact
+    assert r.error is None and r.exact and not r.merged_first_chunk
     assert r.ttft_s == 0.5
     assert r.itl_s == (0.25, 0.25)
     assert r.e2e_s == pytest.approx(1.02)
@@ -60,6 +60,7 @@ def test_merged_chunk_is_split_by_token_ids_not_counted_as_one() -> None:
                 (11.0, usage(4, 5)), (11.0, "[DONE]")], o=5)
     assert r.streamed_tokens == 5
     assert r.itl_s == (0.0, 0.5, 0.0, 0.0)  # one gap per arrival, zeros inside a chunk
+    assert r.merged_first_chunk  # the first chunk held two tokens: TTFT includes a decode step
     assert sum(r.itl_s) == pytest.approx(0.5)  # last token - first token
 
 

@@ -90,6 +90,13 @@ class RequestRecord:
         return None if self.e2e_s is None else self.sent_s + self.e2e_s
 
     @property
+    def merged_first_chunk(self) -> bool:
+        """True when the first chunk carried several tokens: decode steps reached the client
+        together with the first token, so ``ttft_s`` includes them and the stream cannot
+        separate prefill from decode (a busy server or client)."""
+        return bool(self.itl_s) and self.itl_s[0] == 0.0
+
+    @property
     def exact(self) -> bool:
         """True when the request succeeded with exactly the asked counts and ``length``."""
         return (

@@ -298,6 +298,8 @@ def point_flags(key: PointKey, rounds: Sequence[RoundResult]) -> tuple[str, ...]
     - ``request_errors``: some request failed;
     - ``input_count``/``output_count``: usage differs from the requested lengths;
     - ``finish_reason``: some request did not end with ``length``;
+    - ``merged_first_chunk``: some request's first chunk carried several tokens, so its
+      TTFT includes decode steps and prefill cannot be told from decode;
     - ``server_counts``: the engine's token counters moved by other amounts than the
       batch's (other traffic, or a counter that did not settle), so its deltas are not ours.
     """
@@ -313,6 +315,8 @@ def point_flags(key: PointKey, rounds: Sequence[RoundResult]) -> tuple[str, ...]
         flags.append("output_count")
     if any(r.finish_reason != "length" for r in ok):
         flags.append("finish_reason")
+    if any(r.merged_first_chunk for r in ok):
+        flags.append("merged_first_chunk")
     for rnd in rounds:
         d = rnd.delta
         if d is None or d.prompt_tokens is None or d.generation_tokens is None:
