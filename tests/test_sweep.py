@@ -261,7 +261,7 @@ def test_http_errors_end_the_run_with_finished_points_on_disk(synthetic: Synthet
 
 @pytest.fixture
 def stub_analysis(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(run_command, "_analysis", lambda args: (analyze, 8192))
+    monkeypatch.setattr(run_command, "_analysis", lambda args: (analyze, 8192, None))
 
 
 def grid(url: str, out: Path, *more: str) -> list[str]:

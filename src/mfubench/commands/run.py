@@ -32,10 +32,6 @@ from mfubench.measure.results_log import (
     read_results,
 )
 
-#: Columns of the end-of-run table, where the rows have them (the rest is in --json and --out).
-_COLUMNS = ("phase", "batch_size", "input_tokens", "output_tokens", "seconds", "mfu", "mbu", "bound",
-            "flops", "server_flops")
-
 #: Flags of the extra vLLM arguments whose value is a secret (redacted in the header).
 _SECRET_FLAGS = ("--api-key",)
 
@@ -115,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.engine_args and not args.launch:
         raise MfubenchError(f"extra engine arguments {' '.join(args.engine_args)!r} need --launch")
     plan = SweepPlan(args.batch_sizes, args.input_tokens, args.output_tokens, args.repeats, args.warmup)
-    analyze, vocab_size = _analysis(args)
+    analyze, vocab_size, setup = _analysis(args)
     api_key = _api_key(args.api_key_env)
     existing = _existing(args)
     finished = set(existing.points) if existing else set()
@@ -127,24 +123,26 @@ def run(args: argparse.Namespace) -> int:
     token_range = default_token_range(vocab_size)
     with _server(args, plan) as (url, check_server):
         points = asyncio.run(_measure(args, plan, url, check_server, api_key, analyze, token_range, existing))
-    _render(args, points)
+    _render(args, points, setup)
     return 0
 
 
-def _analysis(args: argparse.Namespace) -> tuple[Callable[[Any], list[dict[str, Any]]], int]:
-    """The analysis callable for every point (model and hardware resolved once) and the vocab."""
-    from mfubench.analysis.phases import analyze_measurement  # type: ignore[import-not-found,unused-ignore]
-    from mfubench.hardware.spec import parse_hardware  # type: ignore[import-not-found,unused-ignore]
+def _analysis(args: argparse.Namespace) -> tuple[Callable[[Any], list[dict[str, Any]]], int, Any]:
+    """The analysis callable for every point, the vocabulary size and the analysis setup (model,
+    hardware and convention resolved once, before anything is sent)."""
+    from mfubench.analysis.phases import analyze_point, make_setup
+    from mfubench.counting.workload import check_convention
+    from mfubench.hardware.spec import parse_hardware
     from mfubench.model.registry import load_model
 
     model = load_model(args.model)
-    hardware = parse_hardware(args.hardware)
-    convention, tp = args.convention, args.tp
+    setup = make_setup(model, parse_hardware(args.hardware), check_convention(args.convention),
+                       args.tp)
 
     def analyze(measurement: Any) -> list[dict[str, Any]]:
-        return list(analyze_measurement(measurement, model, hardware, convention, tp))
+        return [row.to_dict() for row in analyze_point(setup, measurement)]
 
-    return analyze, int(model.vocab_size)
+    return analyze, int(model.vocab_size), setup
 
 
 def _api_key(var: str | None) -> str | None:
@@ -317,37 +315,24 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
         yield lambda description: progress.update(task, advance=1, description=description)
 
 
-def _render(args: argparse.Namespace, points: list[dict[str, Any]]) -> None:
-    """``{"rows": [...]}`` with ``--json``; else a table of the clean points' rows, and a line
-    on stderr for each flagged point left out."""
-    rows = [row for p in points for row in p.get("rows", [])]
-    if args.json:
-        print(json.dumps({"rows": rows}, allow_nan=False))
-        return
-    from rich.console import Console
-    from rich.table import Table
+def _render(args: argparse.Namespace, points: list[dict[str, Any]], setup: Any) -> None:
+    """The tables of ``mfubench analyze`` over the whole results file (resumed points too), or
+    ``{"rows": [...]}`` with ``--json``; flagged points are kept out of the figures and named on
+    stderr. ``setup`` None (an analysis replaced in tests): this run's rows as JSON."""
+    from mfubench.analysis.phases import analyze
+    from mfubench.commands.analyze import emit
+    from mfubench.io.importers import load_measurements
 
-    clean = [row for p in points if not p.get("flags") for row in p.get("rows", [])]
-    present = dict.fromkeys(k for r in clean for k in r if not isinstance(r[k], dict | list | str) or k in _COLUMNS)
-    keys = [k for k in _COLUMNS if k in present] or list(present)
-    table = Table(title=f"{args.model} on {args.hardware} ({args.convention})")
-    for column in keys:
-        table.add_column(column, justify="right")
-    for row in clean:
-        table.add_row(*(_cell(row.get(c)) for c in keys))
-    Console().print(table)
-    for p in points:
-        if p.get("flags"):
-            print(f"left out: batch {p['batch_size']} input {p['input_tokens']} output "
-                  f"{p['output_tokens']}: {', '.join(p['flags'])}", file=sys.stderr)
+    measurements = load_measurements(args.out)
+    clean = [m for m in measurements if not m.extra.get("flags")]
+    if setup is None:
+        print(json.dumps({"rows": [r for p in points for r in p.get("rows", [])]}, allow_nan=False))
+    else:
+        emit(analyze(setup, clean), setup, args)
+    for m in measurements:
+        if m.extra.get("flags"):
+            print(f"left out: batch {m.batch_size} input {m.input_tokens:g} output "
+                  f"{m.output_tokens:g}: {', '.join(map(str, m.extra['flags']))}", file=sys.stderr)
     print(f"results: {args.out}", file=sys.stderr)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e6:
-        return str(int(value))
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
