@@ -7,7 +7,8 @@ one :class:`RequestRecord` and never raises: connection refused, HTTP error stat
 malformed chunks, an error object in the stream and a stream that ends without ``[DONE]`` or
 usage all become the record's ``error`` (with ``error_kind`` saying which).
 
-Timing is on one monotonic clock (``time.perf_counter``):
+Timing is on one monotonic clock (``time.monotonic``, ``CLOCK_MONOTONIC`` on Linux: one clock for
+every process of the machine, so records of several client processes merge):
 
 - ``ttft_s`` = arrival of the first chunk carrying a token − send time;
 - ``itl_s`` = for every later token, its arrival − the previous token's arrival; a chunk that
@@ -53,8 +54,8 @@ class RequestRecord:
         input_tokens: ``usage.prompt_tokens``; None without usage.
         output_tokens: ``usage.completion_tokens``; None without usage.
         streamed_tokens: token ids seen in the stream's chunks (a cross-check of usage).
-        sent_s: ``time.perf_counter()`` when the request was sent: comparable only within one
-            process, for aligning the requests of a batch.
+        sent_s: ``time.monotonic()`` when the request was sent (``CLOCK_MONOTONIC``: comparable
+            across the processes of one Linux machine, for aligning the requests of a batch).
         ttft_s: seconds from sending to the first token; None if none came.
         itl_s: seconds between consecutive tokens (one per token after the first).
         e2e_s: seconds from sending to ``[DONE]`` (to the failure when there was an error).
@@ -81,12 +82,12 @@ class RequestRecord:
 
     @property
     def first_token_at_s(self) -> float | None:
-        """``perf_counter`` time of the first token."""
+        """``time.monotonic()`` of the first token."""
         return None if self.ttft_s is None else self.sent_s + self.ttft_s
 
     @property
     def done_at_s(self) -> float | None:
-        """``perf_counter`` time of ``[DONE]`` (or of the failure)."""
+        """``time.monotonic()`` of ``[DONE]`` (or of the failure)."""
         return None if self.e2e_s is None else self.sent_s + self.e2e_s
 
     @property
@@ -303,7 +304,7 @@ class CompletionClient:
 
     async def complete(self, prompt: Sequence[int], output_tokens: int, batch_size: int = 1) -> RequestRecord:
         """Stream one completion of exactly ``output_tokens`` tokens; never raises."""
-        sent_s = time.perf_counter()
+        sent_s = time.monotonic()
         recorder = StreamRecorder(batch_size, len(prompt), output_tokens, sent_s)
         parser = SSEParser(self._max_event_bytes)
         body = completion_body(self.model, prompt, output_tokens)
@@ -312,24 +313,24 @@ class CompletionClient:
                 if resp.status != 200:
                     text = await resp.text(errors="replace")
                     recorder.http_status = resp.status
-                    recorder.fail("http", f"HTTP {resp.status}: {_excerpt(text)}", time.perf_counter())
+                    recorder.fail("http", f"HTTP {resp.status}: {_excerpt(text)}", time.monotonic())
                 else:
                     async for chunk in resp.content.iter_any():
-                        now_s = time.perf_counter()
+                        now_s = time.monotonic()
                         if any(recorder.on_data(ev.data, now_s) for ev in parser.feed(chunk)):
                             break
             parser.close()
         except SSEError as exc:
-            recorder.fail("protocol", f"bad event stream: {exc}", time.perf_counter())
+            recorder.fail("protocol", f"bad event stream: {exc}", time.monotonic())
         except aiohttp.ClientConnectorError as exc:
-            recorder.fail("connect", f"cannot connect to {self.base_url}: {exc.os_error}", time.perf_counter())
+            recorder.fail("connect", f"cannot connect to {self.base_url}: {exc.os_error}", time.monotonic())
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-            recorder.fail("disconnect", f"server closed the stream: {_one_line(exc)}", time.perf_counter())
+            recorder.fail("disconnect", f"server closed the stream: {_one_line(exc)}", time.monotonic())
         except TimeoutError:
-            recorder.fail("timeout", f"no complete answer within {self._timeout.total:.0f} s", time.perf_counter())
+            recorder.fail("timeout", f"no complete answer within {self._timeout.total:.0f} s", time.monotonic())
         except aiohttp.ClientError as exc:
-            recorder.fail("disconnect", f"{type(exc).__name__}: {_one_line(exc)}", time.perf_counter())
-        return recorder.finish(time.perf_counter(), truncated=parser.truncated)
+            recorder.fail("disconnect", f"{type(exc).__name__}: {_one_line(exc)}", time.monotonic())
+        return recorder.finish(time.monotonic(), truncated=parser.truncated)
 
     async def get_json(self, path: str) -> Any:
         """``GET path`` as JSON; :class:`ServerError` on any failure."""
