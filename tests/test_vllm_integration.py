@@ -191,13 +191,12 @@ def test_a_run_resumed_after_the_server_was_killed_measures_only_the_missing_poi
 ) -> None:
     """Runs last: it kills the session's server after the first point is on disk."""
     from mfubench import cli
-    from mfubench.commands import run as run_command
     from mfubench.measure import results_log
 
-    monkeypatch.setattr(run_command, "_analysis", lambda args: (stub_analyze, TEST.vocab_size))
     out = tmp_path / "results.jsonl"
+    # a catalog device: the CPU would need a stored calibration (the analysis is the real one)
     grid = ["--batch-sizes", "1,2", "--input-tokens", "32", "--output-tokens", "4,8",
-            "--repeats", "1", "--warmup", "0", "--model", str(model_dir), "--hardware", "cpu",
+            "--repeats", "1", "--warmup", "0", "--model", str(model_dir), "--hardware", "H100-SXM",
             "--out", str(out), "--seed", "1"]
     write = results_log.ResultsLog.write
 
@@ -219,6 +218,8 @@ def test_a_run_resumed_after_the_server_was_killed_measures_only_the_missing_poi
 
     monkeypatch.setattr(results_log.ResultsLog, "write", write)
     assert cli.main(["run", "--launch", "vllm", "--resume", *grid, "--", *SERVER_ARGS]) == 0
+    shown = capsys.readouterr().out
+    assert "decode: 1xH100-SXM" in shown and "prefill: 1xH100-SXM" in shown  # the tables of analyze
     second = read_results(out)
     assert set(second.points) == {(1, 32, 4), (2, 32, 4), (1, 32, 8), (2, 32, 8)}
     new = [json.loads(line) for line in out.read_text().splitlines()[lines_before:]]
