@@ -20,7 +20,7 @@ WHATWG event-stream rules that matter for LLM servers:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 #: Default cap on one event: 16 MiB, far above any completion chunk.
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
@@ -30,9 +30,11 @@ class SSEError(ValueError):
     """The byte stream is not a valid event stream (or an event exceeds the size limit)."""
 
 
-@dataclass(frozen=True)
-class SSEEvent:
-    """One dispatched event: its ``data`` (lines joined by newlines), type and last id."""
+class SSEEvent(NamedTuple):
+    """One dispatched event: its ``data`` (lines joined by newlines), type and last id.
+
+    A named tuple, not a dataclass: one is made per streamed token, and a tuple is the
+    cheapest immutable record Python builds."""
 
     data: str
     event: str = "message"
@@ -67,12 +69,45 @@ class SSEParser:
         if self._pending_cr and chunk[:1] == b"\n":
             chunk = chunk[1:]
         self._pending_cr = False
+        buf = self._buffer
+        buf += chunk
+        events = self._feed_general() if b"\r" in buf else self._feed_lf()
+        if len(self._buffer) + self._data_bytes > self.max_event_bytes:
+            raise SSEError(f"event larger than {self.max_event_bytes} bytes")
+        return events
+
+    def _feed_lf(self) -> list[SSEEvent]:
+        """The hot path (one call per network read): every line ends in ``\\n``, so split once
+        and handle ``data:`` lines and blank lines inline."""
+        lines = self._buffer.split(b"\n")
+        self._buffer = lines.pop()  # the unterminated rest
+        events: list[SSEEvent] = []
+        data = self._data
+        limit = self.max_event_bytes
+        for raw in lines:
+            if raw[:6] == b"data: ":
+                data.append(raw[6:].decode("utf-8", errors="replace"))
+                self._data_bytes += len(raw)
+                self._has_fields = True
+                if self._data_bytes > limit:
+                    raise SSEError(f"event larger than {limit} bytes")
+            elif not raw:
+                if data:
+                    events.append(SSEEvent("\n".join(data), self._event_type or "message", self._last_id))
+                self._reset_event()
+                data = self._data
+            else:
+                event = self._line(bytes(raw))
+                if event is not None:
+                    events.append(event)
+                data = self._data
+        return events
+
+    def _feed_general(self) -> list[SSEEvent]:
+        """Any mix of ``\\r\\n``, ``\\n`` and ``\\r`` line ends."""
         events: list[SSEEvent] = []
         buf = self._buffer
-        start = len(buf)
-        buf += chunk
-        pos = 0
-        scan = start
+        pos = scan = 0
         while True:
             end = _line_end(buf, scan)
             if end < 0:
@@ -91,8 +126,6 @@ class SSEParser:
             if event is not None:
                 events.append(event)
         del buf[:pos]
-        if len(buf) + self._data_bytes > self.max_event_bytes:
-            raise SSEError(f"event larger than {self.max_event_bytes} bytes")
         return events
 
     def close(self) -> list[SSEEvent]:

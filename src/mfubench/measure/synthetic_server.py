@@ -90,6 +90,8 @@ class SyntheticConfig:
         faults: which requests misbehave, and how.
         api_key: the bearer token ``/v1/*`` demands (None: open).
         trace: keep per-request send times for ``GET /synthetic/trace``.
+        burst: with ``itl_s`` 0, chunks written per stream and step (in one socket write), so
+            that the server outruns the client it measures.
     """
 
     itl_s: float = 0.0
@@ -97,6 +99,7 @@ class SyntheticConfig:
     faults: list[FaultRule] = field(default_factory=list)
     api_key: str | None = None
     trace: bool = False
+    burst: int = 1
 
 
 class _Stream:
@@ -210,6 +213,7 @@ class SyntheticEngine:
         wrote = False
         keep: list[_Stream] = []
         trace = self.config.trace
+        burst = self.config.burst if self.config.itl_s <= 0 else 1
         running, self.running = self.running, []  # streams that join during the step wait for the next
         for s in running:
             conn = s.conn
@@ -221,6 +225,14 @@ class SyntheticEngine:
             wrote = True
             n = s.total - s.left
             if s.fault is not None and n == s.total // 2 and self._fault_mid_stream(s):
+                continue
+            k = min(burst, s.left - 1) if s.fault is None else 1
+            if k > 1:
+                s.left -= k
+                conn.transport.write(s.token_chunk * k)
+                if trace:
+                    s.sent_ns.extend([time.monotonic_ns()] * k)
+                keep.append(s)
                 continue
             s.left -= 1
             conn.transport.write(s.token_chunk if s.left else s.last_chunk)
@@ -449,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fault", action="append", default=[], type=parse_fault, metavar="KIND@N[+]")
     p.add_argument("--api-key-env", metavar="VAR", help="demand the key held by this variable")
     p.add_argument("--trace", action="store_true", help="keep send times for GET /synthetic/trace")
+    p.add_argument("--burst", type=int, default=1, help="with --itl-ms 0: chunks per stream and step")
     p.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
     args = p.parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
@@ -457,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.api_key_env and not key:
         print(f"synthetic server: {args.api_key_env} is not set", file=sys.stderr)
         return 2
-    config = SyntheticConfig(args.itl_ms / 1e3, args.ttft_ms / 1e3, args.fault, key, args.trace)
+    config = SyntheticConfig(args.itl_ms / 1e3, args.ttft_ms / 1e3, args.fault, key, args.trace, max(1, args.burst))
 
     async def go() -> None:
         server = await serve(config, args.host, args.port)
