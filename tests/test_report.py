@@ -18,7 +18,7 @@ from mfubench.cli import main
 from mfubench.errors import MfubenchError
 from mfubench.hardware.spec import parse_hardware
 from mfubench.model.registry import load_model
-from mfubench.report import charts
+from mfubench.report import charts, svg
 from mfubench.report.html import MISSING, Source, render_report
 
 SEED = Path(__file__).parent / "data" / "seed"
@@ -139,8 +139,8 @@ def test_inline_svgs_parse_as_xml(seed_report) -> None:  # type: ignore[no-untyp
     html, _ = seed_report
     svgs = re.findall(r"<svg .*?</svg>", html, flags=re.S)
     assert len(svgs) == 5
-    for svg in svgs:
-        root = ET.fromstring(svg)
+    for drawing in svgs:
+        root = ET.fromstring(drawing)
         assert root.tag.endswith("svg")
 
 
@@ -229,16 +229,16 @@ def test_plots_png_and_svg(seed_report) -> None:  # type: ignore[no-untyped-def]
 
 def test_tick_labels_and_ranges_are_finite() -> None:
     axis = charts.Axis("x", "flop/s")
-    assert charts.ticks(axis, 1e12, 1e15) == [1e12, 1e13, 1e14, 1e15]
-    assert charts.tick_label("flop/s", 1e15) == "1 PFLOP/s"
-    assert charts.tick_label("fraction", 0.001) == "0.1 %"
-    assert charts.ticks(charts.Axis("b", "batch"), 0.7, 45) == [1, 2, 4, 8, 16, 32]
+    assert svg.ticks(axis, 1e12, 1e15) == [1e12, 1e13, 1e14, 1e15]
+    assert svg.tick_label("flop/s", 1e15) == "1 PFLOP/s"
+    assert svg.tick_label("fraction", 0.001) == "0.1 %"
+    assert svg.ticks(charts.Axis("b", "batch"), 0.7, 45) == [1, 2, 4, 8, 16, 32]
     single = charts.Chart("c", "t", "c", charts.Axis("x", "flop/byte"), charts.Axis("y", "flop/s"),
                           (charts.Series("s", (charts.Point(10.0, 10.0),), "#000"),))
     for which in ("x", "y"):
-        lo, hi = charts.axis_range(single, which)  # type: ignore[arg-type]
+        lo, hi = svg.axis_range(single, which)  # type: ignore[arg-type]
         assert 0 < lo < 10 < hi and math.isfinite(hi), which
-    ET.fromstring(charts.to_svg(single))
+    ET.fromstring(svg.to_svg(single))
 
 
 def test_compare_two_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from mfubench.counting.components import check_tp, components, kv_heads_per_gpu, shard_fraction
 from mfubench.counting.workload import DecodeStep, PrefillChunk
 from mfubench.model.quant import DTYPE_BYTES, normalize_dtype
-from mfubench.model.spec import ModelSpec, MoE
+from mfubench.model.spec import ModelSpec
 
 
 def param_breakdown(spec: ModelSpec) -> dict[str, int]:
@@ -169,6 +169,3 @@ def prefill_bytes(spec: ModelSpec, chunk: PrefillChunk, kv_dtype: str | None = N
     write = {"kv_cache": kv_bytes_per_token(spec, kv_dtype, tp) * tokens}
     return StepBytes(read, write)
 
-
-def moe_layers(spec: ModelSpec) -> list[MoE]:
-    return [lyr.ffn for lyr in spec.layers if isinstance(lyr.ffn, MoE)]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mfubench import __version__
 from mfubench.analysis.explain import summary
 from mfubench.report import charts as ch
-from mfubench.report import tables
+from mfubench.report import svg, tables
 from mfubench.report.units import gib, si
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def charts_section(charts: Sequence[ch.Chart]) -> str:
         figures.append(
             f'<figure class="chart{" wide" if c.wide else ""}" id="chart-{escape(c.id)}">'
             f"<h3>{escape(c.title)}</h3>"
-            f"{ch.to_svg(c)}<figcaption>{escape(c.caption)}</figcaption></figure>"
+            f"{svg.to_svg(c)}<figcaption>{escape(c.caption)}</figcaption></figure>"
         )
     return "".join(figures)
 
@@ -160,7 +160,7 @@ def _table(caption: str, headers: Sequence[str], cells: Sequence[Sequence[str]],
 
 def tables_section(rows: Sequence[Row], peak_label: str) -> str:
     """The analyze tables, one per phase, the same columns as ``analyze --markdown``."""
-    columns = tables._COLUMNS
+    columns = tables.COLUMNS
     headers = [h for h, _ in columns]
     left = [i for i, h in enumerate(headers) if h in ("bound", "flags")]
     out = []

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mfubench.errors import MfubenchError
-from mfubench.report.charts import Chart, axis_range, tick_label, ticks
+from mfubench.report.charts import Chart
+from mfubench.report.svg import axis_range, tick_label, ticks
 
 _MARKERS = {"circle": "o", "square": "s", "diamond": "D", "triangle": "^"}
 

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 PHASES = ("prefill", "decode", "total")
 
-#: (header, row -> text) of the human tables
-_COLUMNS: tuple[tuple[str, Any], ...] = (
+#: (header, row -> text) of the human tables: terminal, markdown and HTML share them
+COLUMNS: tuple[tuple[str, Any], ...] = (
     ("batch", lambda r: str(r.batch_size)),
     ("in", lambda r: f"{r.input_tokens:g}"),
     ("out", lambda r: f"{r.output_tokens:g}"),
@@ -60,10 +60,10 @@ def terminal_tables(rows: Sequence[Row], peak_label: str) -> list[Table]:
     tables = []
     for phase, sel in by_phase(rows).items():
         t = Table(title=title(phase, sel, peak_label), title_justify="left")
-        for header, _ in _COLUMNS:
+        for header, _ in COLUMNS:
             t.add_column(header, justify="left" if header in ("bound", "flags") else "right")
         for r in sel:
-            t.add_row(*(fn(r) for _, fn in _COLUMNS))
+            t.add_row(*(fn(r) for _, fn in COLUMNS))
         tables.append(t)
     return tables
 
@@ -73,10 +73,10 @@ def markdown(rows: Sequence[Row], peak_label: str) -> str:
     out: list[str] = []
     for phase, sel in by_phase(rows).items():
         out.append(f"**{title(phase, sel, peak_label)}**\n")
-        out.append("| " + " | ".join(h for h, _ in _COLUMNS) + " |")
-        out.append("|" + "|".join("---" for _ in _COLUMNS) + "|")
+        out.append("| " + " | ".join(h for h, _ in COLUMNS) + " |")
+        out.append("|" + "|".join("---" for _ in COLUMNS) + "|")
         for r in sel:
-            out.append("| " + " | ".join(fn(r) for _, fn in _COLUMNS) + " |")
+            out.append("| " + " | ".join(fn(r) for _, fn in COLUMNS) + " |")
         out.append("")
     return "\n".join(out)
 
