@@ -154,7 +154,7 @@ async def added_latency(url: str, streams: int, tokens: int, rng: random.Random)
 
 
 def _tokens_for(streams: int, budget: int) -> int:
-    return max(32, budget // streams)
+    return min(8192, max(32, budget // streams))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ the results.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
 import os
@@ -88,6 +87,8 @@ def register(sub: Any) -> None:
                    help="with --launch: seconds to wait for /health (default 600)")
     p.add_argument("--max-model-len", type=_positive, default=None,
                    help="with --launch: vLLM's --max-model-len (default: enough for the sweep, at least 2048)")
+    p.add_argument("--client-procs", type=_positive, default=1, metavar="N",
+                   help="client processes sharing each batch, for concurrency one process cannot drive (default 1)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--json", action="store_true", help='print {"rows": [...]} on stdout at the end')
     p.add_argument("engine_args", nargs="*", metavar="-- ENGINE_ARGS",
@@ -121,8 +122,10 @@ def run(args: argparse.Namespace) -> int:
     from mfubench.measure.client import default_token_range
 
     token_range = default_token_range(vocab_size)
+    from mfubench.measure.client import run_async
+
     with _server(args, plan) as (url, check_server):
-        points = asyncio.run(_measure(args, plan, url, check_server, api_key, analyze, token_range, existing))
+        points = run_async(_measure(args, plan, url, check_server, api_key, analyze, token_range, existing))
     _render(args, points, setup)
     return 0
 
@@ -254,10 +257,23 @@ async def _measure(
                     on_round=lambda key, repeat: advance(f"batch {key[0]} in {key[1]} out {key[2]}"),
                 )
                 rng = random.Random(args.seed)
-                await run_sweep(client, plan, analyze, log, token_range=token_range, rng=rng,
-                                finished=finished, hooks=hooks)
+                with _client_pool(args, url, served, api_key) as batcher:
+                    await run_sweep(client, plan, analyze, log, token_range=token_range, rng=rng,
+                                    finished=finished, hooks=hooks, batcher=batcher)
     points = read_results(args.out).points
     return [points[key] for key in plan.points() if key in points]
+
+
+@contextmanager
+def _client_pool(args: argparse.Namespace, url: str, served: str, api_key: str | None) -> Iterator[Any]:
+    """``--client-procs N`` > 1: a pool of client processes sharing each batch; else None."""
+    if args.client_procs <= 1:
+        yield None
+        return
+    from mfubench.measure.multiproc import ClientPool
+
+    with ClientPool(url, procs=args.client_procs, model=served, api_key=api_key, timeout_s=args.timeout) as pool:
+        yield pool
 
 
 def header(args: argparse.Namespace, served_model: str, engine_version: str | None) -> dict[str, Any]:

@@ -16,6 +16,13 @@ For each point not already finished:
 
 4. ``analyze(measurement)`` gives the point's rows (by phase); the point line is written.
 
+Self-check, every measured round (:mod:`mfubench.measure.selfcheck`): a timer ticks every 2 ms and records how late
+it woke (event-loop lag: the client was busy), and each request's true send time is compared
+with the round's start (send-schedule lag: the client was slow to get the batch out). A point
+where, in some round, the worst loop lag exceeded ``max(LOOP_LAG_LIMIT_S, 10 % of the round's
+ITL)`` or the last request went out later than ``max(SEND_LAG_LIMIT_S, 10 % of the round's
+prefill span)`` is flagged ``client-bound``: its figures are the client's as much as the server's.
+
 A point whose usage counts or ``finish_reason`` differ from what was asked, whose requests
 failed in a way the run can survive (time-out, malformed stream), or whose engine token
 counters moved by other amounts than the batch's (other traffic) is flagged in
@@ -29,21 +36,40 @@ Fresh random prompt ids per request (also in warm-up), so prefix caching cannot 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import math
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from mfubench.analysis.measurement import Measurement
 from mfubench.errors import ServerError
 from mfubench.measure.client import CompletionClient, RequestRecord, random_prompt
 from mfubench.measure.metrics import Samples, ServerDelta, parse_prometheus, server_delta, total
 from mfubench.measure.results_log import PointKey, ResultsLog
+from mfubench.measure.selfcheck import BatchResult, send_batch
+
+
+class Batcher(Protocol):
+    """Something that sends a batch at once: several client processes (``--client-procs``)."""
+
+    async def send_batch(self, prompts: Sequence[Sequence[int]], output_tokens: int) -> BatchResult: ...
 
 Analyze = Callable[[Measurement], list[dict[str, Any]]]
 """The analysis of one point: rows by phase (``prefill``, ``decode``, ``total``)."""
+
+#: Absolute floors of the ``client-bound`` thresholds (seconds); each limit is also at least
+#: 10 % of the figure it would distort (the round's ITL for loop lag, its TTFT span for sends).
+LOOP_LAG_LIMIT_S = 0.005
+SEND_LAG_LIMIT_S = 0.005
+CLIENT_BOUND_FRACTION = 0.10
+
+#: HTTP statuses that mean "busy, try later": the round is sent again after each delay.
+RETRY_STATUSES = frozenset({429, 503})
+RETRY_DELAYS_S = (0.5, 2.0, 8.0)
 
 #: Request failures that end the run (the server is unreachable, refuses, or died).
 FATAL_ERROR_KINDS = frozenset({"connect", "http", "disconnect"})
@@ -88,6 +114,17 @@ class RoundResult:
 
     records: tuple[RequestRecord, ...]
     delta: ServerDelta | None
+    loop_lag_s: float = 0.0
+    send_lag_s: float = 0.0
+    retries: int = 0
+
+    @property
+    def client_bound(self) -> bool:
+        """The client could not keep up in this round (see the module's thresholds)."""
+        itl, ttft = self.itl_s or 0.0, self.ttft_s or 0.0
+        return self.loop_lag_s > max(LOOP_LAG_LIMIT_S, CLIENT_BOUND_FRACTION * itl) or self.send_lag_s > max(
+            SEND_LAG_LIMIT_S, CLIENT_BOUND_FRACTION * ttft
+        )
 
     @property
     def ttft_s(self) -> float | None:
@@ -114,6 +151,9 @@ class RoundResult:
             "ttft_s": self.ttft_s,
             "itl_s": self.itl_s,
             "elapsed_s": self.elapsed_s,
+            "loop_lag_s": self.loop_lag_s,
+            "send_lag_s": self.send_lag_s,
+            "retries": self.retries,
             "server": None if self.delta is None else _delta_json(self.delta),
         }
 
@@ -170,6 +210,7 @@ async def run_sweep(
     finished: Iterable[PointKey] = (),
     hooks: SweepHooks | None = None,
     settle_timeout_s: float = 2.0,
+    batcher: Batcher | None = None,
 ) -> list[PointResult]:
     """Measure every point of ``plan`` not in ``finished``; write request and point lines.
 
@@ -184,7 +225,8 @@ async def run_sweep(
         if key in done:
             continue
         try:
-            point = await _measure_point(client, key, plan, analyze, log, token_range, rng, hooks, scrape, settle_timeout_s)
+            point = await _measure_point(client, key, plan, analyze, log, token_range, rng, hooks, scrape,
+                                         settle_timeout_s, batcher)
         except ServerError as exc:
             where = f"point batch={key[0]} input={key[1]} output={key[2]}"
             finished_now = len(done) + len(results)
@@ -208,17 +250,19 @@ async def _measure_point(
     hooks: SweepHooks,
     scrape: bool,
     settle_timeout_s: float,
+    batcher: Batcher | None,
 ) -> PointResult:
     """Warm up, measure ``plan.repeats`` rounds of ``key``, write its lines; return the point."""
     batch, input_tokens, output_tokens = key
     for _ in range(plan.warmup):
         prompts = [random_prompt(rng, input_tokens, token_range) for _ in range(batch)]
-        warm = await _round(client, prompts, output_tokens, scrape, settle_timeout_s)
+        warm = await _round_with_retries(client, prompts, output_tokens, scrape, settle_timeout_s, batcher, None)
         _raise_if_fatal(warm.records, hooks)
     rounds: list[RoundResult] = []
     for repeat in range(plan.repeats):
         prompts = [random_prompt(rng, input_tokens, token_range) for _ in range(batch)]
-        result = await _round(client, prompts, output_tokens, scrape, settle_timeout_s)
+        retried = functools.partial(_write_retried, log, key, repeat)
+        result = await _round_with_retries(client, prompts, output_tokens, scrape, settle_timeout_s, batcher, retried)
         for record in result.records:
             log.write({"type": "request", "point": list(key), "repeat": repeat, **record.to_json()})
         _raise_if_fatal(result.records, hooks)
@@ -229,14 +273,54 @@ async def _measure_point(
     return point
 
 
+def _write_retried(log: ResultsLog, key: PointKey, repeat: int, record: RequestRecord) -> None:
+    log.write({"type": "request", "point": list(key), "repeat": repeat, "retried": True, **record.to_json()})
+
+
+async def _round_with_retries(
+    client: CompletionClient,
+    prompts: Sequence[Sequence[int]],
+    output_tokens: int,
+    scrape: bool,
+    settle_timeout_s: float,
+    batcher: Batcher | None,
+    on_retried: Callable[[RequestRecord], None] | None,
+) -> RoundResult:
+    """:func:`_round`, sent again (the whole batch, so it still goes out at once) after
+    :data:`RETRY_DELAYS_S` while the server answers 429 or 503 (busy, not broken); the
+    result carries how many times it was retried, and ``on_retried`` sees each record of the
+    attempts given up."""
+    retries = 0
+    while True:
+        result = await _round(client, prompts, output_tokens, scrape, settle_timeout_s, batcher)
+        busy = any(r.http_status in RETRY_STATUSES for r in result.records)
+        if not busy or retries >= len(RETRY_DELAYS_S):
+            return dataclasses.replace(result, retries=retries) if retries else result
+        if on_retried is not None:
+            for record in result.records:
+                on_retried(record)
+        await asyncio.sleep(RETRY_DELAYS_S[retries])
+        retries += 1
+
+
 async def _round(
-    client: CompletionClient, prompts: Sequence[Sequence[int]], output_tokens: int, scrape: bool, settle_timeout_s: float
+    client: CompletionClient,
+    prompts: Sequence[Sequence[int]],
+    output_tokens: int,
+    scrape: bool,
+    settle_timeout_s: float,
+    batcher: Batcher | None = None,
 ) -> RoundResult:
     """Send ``prompts`` at once; scrape the engine's counters around them."""
     before = await _scrape(client) if scrape else None
-    records = await asyncio.gather(*(client.complete(p, output_tokens, len(prompts)) for p in prompts))
+    if batcher is None:
+        batch = await send_batch(client, prompts, output_tokens)
+    else:
+        batch = await batcher.send_batch(prompts, output_tokens)
+    records = batch.records
+    loop_lag, send_lag = batch.loop_lag_s, batch.send_lag_s
     if before is None or any(r.error_kind in FATAL_ERROR_KINDS for r in records):
-        return RoundResult(tuple(records), None)
+        return RoundResult(tuple(records), None, loop_lag, send_lag)
     expected_prompt = sum(r.input_tokens or 0 for r in records)
     expected_generated = sum(r.output_tokens or 0 for r in records)
     deadline = time.monotonic() + settle_timeout_s
@@ -245,7 +329,7 @@ async def _round(
         delta = server_delta(before, after)
         settled = (delta.prompt_tokens or 0) >= expected_prompt and (delta.generation_tokens or 0) >= expected_generated
         if settled or delta.generation_tokens is None or time.monotonic() > deadline:
-            return RoundResult(tuple(records), delta)
+            return RoundResult(tuple(records), delta, loop_lag, send_lag)
         await asyncio.sleep(0.02)
 
 
@@ -300,6 +384,8 @@ def point_flags(key: PointKey, rounds: Sequence[RoundResult]) -> tuple[str, ...]
     - ``finish_reason``: some request did not end with ``length``;
     - ``merged_first_chunk``: some request's first chunk carried several tokens, so its
       TTFT includes decode steps and prefill cannot be told from decode;
+    - ``client-bound``: in some round the client itself was late (event-loop or send lag
+      over the module's thresholds), so the timings are partly the client's;
     - ``server_counts``: the engine's token counters moved by other amounts than the
       batch's (other traffic, or a counter that did not settle), so its deltas are not ours.
     """
@@ -317,6 +403,8 @@ def point_flags(key: PointKey, rounds: Sequence[RoundResult]) -> tuple[str, ...]
         flags.append("finish_reason")
     if any(r.merged_first_chunk for r in ok):
         flags.append("merged_first_chunk")
+    if any(rnd.client_bound for rnd in rounds):
+        flags.append("client-bound")
     for rnd in rounds:
         d = rnd.delta
         if d is None or d.prompt_tokens is None or d.generation_tokens is None:
