@@ -176,3 +176,14 @@ def test_cpu_measured_peaks_are_the_peaks() -> None:
     assert rows[0].peak_source == "measured"
     assert rows[0].mfu == pytest.approx(rows[0].flops / 100.0 / 2e11)
     assert rows[0].mfu_measured == pytest.approx(rows[0].mfu)
+
+
+def test_engine_phase_times_ride_along(seed_setup) -> None:  # type: ignore[no-untyped-def]
+    m = Measurement(2, 100, 5, ttft_s=0.5, itl_s=0.01,
+                    extra={"server": {"prefill_time_s": 0.4, "decode_time_s": 0.05,
+                                      "queue_time_s": 0.01}})
+    rows = {r.phase: r for r in analyze(seed_setup(), [m])}
+    assert rows["prefill"].extra["server_prefill_time_s"] == 0.4
+    assert rows["decode"].extra["server_decode_time_s"] == 0.05
+    assert rows["decode"].extra["server_queue_time_s"] == 0.01
+    assert "server_prefill_time_s" not in rows["total"].extra

@@ -303,8 +303,23 @@ def make_row(
         server_flops=m.server_flops if server else None,
         server_read_bytes=m.server_read_bytes if server else None,
         server_write_bytes=m.server_write_bytes if server else None,
-        extra={"measured_roofline_s": rl_measured.roofline_s} if rl_measured else {},
+        extra=_row_extra(m, phase, rl_measured),
     )
+
+
+def _row_extra(m: Measurement, phase: Phase, rl_measured: Roofline | None) -> dict[str, Any]:
+    """What a row carries beyond its fields: the roofline against the measured peak, and the
+    engine's own per-request phase times (vLLM's prefill/decode/queue histograms) where the
+    point recorded them, to set beside the client's timing."""
+    extra: dict[str, Any] = {}
+    if rl_measured:
+        extra["measured_roofline_s"] = rl_measured.roofline_s
+    server = m.extra.get("server") if isinstance(m.extra, Mapping) else None
+    if isinstance(server, Mapping):
+        for key in (f"{phase}_time_s", "queue_time_s"):
+            if phase != "total" and isinstance(server.get(key), int | float):
+                extra[f"server_{key}"] = float(server[key])
+    return extra
 
 
 def _point_flags(m: Measurement) -> list[str]:
