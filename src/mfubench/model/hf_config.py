@@ -126,7 +126,10 @@ def parse_config(config: Mapping[str, Any], name: str = "config.json") -> ModelS
         dtype = normalize_dtype(str(dtype_name))
     except ConfigError as exc:
         raise ConfigError(f"{name}: field 'torch_dtype': {exc}") from None
-    weights = from_hf_quantization(config.get("quantization_config"), dtype, name)
+    try:
+        weights = from_hf_quantization(config.get("quantization_config"), dtype, name)
+    except (ValueError, TypeError) as exc:  # e.g. "bits": "x" or null, a non-list module list
+        raise ConfigError(f"{name}: field 'quantization_config': {exc}") from None
     tie_default = model_type in ("gemma2", "gemma3_text")
     try:
         return ModelSpec(
@@ -241,7 +244,10 @@ def _ffns(cfg: _Reader, model_type: str, num_layers: int) -> list[DenseMLP | MoE
             )
             dense = DenseMLP(cfg.get_int("intermediate_size"))
             step = cfg.get_int("decoder_sparse_step", 1)
-            mlp_only = set(cfg.get_list("mlp_only_layers") or [])
+            mlp_only_list = cfg.get_list("mlp_only_layers") or []
+            if not all(isinstance(i, int) and not isinstance(i, bool) for i in mlp_only_list):
+                raise ConfigError(f"{cfg.where}: field 'mlp_only_layers' must list layer indices, got {mlp_only_list!r}")
+            mlp_only = set(mlp_only_list)
             return [
                 moe if (i not in mlp_only and (i + 1) % step == 0) else dense
                 for i in range(num_layers)
