@@ -99,3 +99,11 @@ def test_flops_cli_user_error_is_one_line(capsys: pytest.CaptureFixture[str]) ->
     code = main(["flops", "no/such-model-xyz", "-i", "10"])
     err = capsys.readouterr().err
     assert code != 0 and err.startswith("mfubench: error:") and err.count("\n") == 1
+
+
+def test_float32_checkpoints_are_counted_as_served_in_bf16() -> None:
+    gemma = load_model("google/gemma-2-9b")
+    assert gemma.weights.dtype == "bf16"
+    from mfubench.model.quant import weight_format
+
+    assert gemma.with_weights(weight_format("fp32")).weights.bytes_per_param("linear") == 4

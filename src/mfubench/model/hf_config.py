@@ -126,6 +126,10 @@ def parse_config(config: Mapping[str, Any], name: str = "config.json") -> ModelS
         dtype = normalize_dtype(str(dtype_name))
     except ConfigError as exc:
         raise ConfigError(f"{name}: field 'torch_dtype': {exc}") from None
+    if dtype == "fp32":
+        # Served as vLLM's `--dtype auto` serves float32 checkpoints (the Gemma 2 repos say
+        # float32): downcast to bf16. `--dtype fp32` says otherwise.
+        dtype = "bf16"
     try:
         weights = from_hf_quantization(config.get("quantization_config"), dtype, name)
     except (ValueError, TypeError) as exc:  # e.g. "bits": "x" or null, a non-list module list
