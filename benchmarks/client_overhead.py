@@ -11,7 +11,10 @@ started here as a subprocess pinned to CPU 0 while this script (the client) is p
 2. **Added latency** (server paced at ``--itl-ms``): per request, added TTFT = the client's TTFT
    − the server's own (first token sent − request received); per token, added latency =
    arrival at the client − hand-over to the socket by the server, both on ``CLOCK_MONOTONIC``
-   (one clock for every process of a Linux machine); added ITL = client gap − server gap.
+   (one clock for every process of a Linux machine); added ITL = client gap − server gap. Added
+   TTFT = request transit (client send → the server's first sight of the bytes, which at a
+   burst of hundreds of requests includes the synthetic server's own queue) + first-token lag
+   (server send → client arrival); both are reported.
 
     python benchmarks/client_overhead.py [--json] [--streams 1,64,256,1024] [--itl-ms 20]
 
@@ -131,6 +134,8 @@ async def added_latency(url: str, streams: int, tokens: int, rng: random.Random)
         records, _ = await _batch(client, prompts, tokens)
         traces = {t["key"]: t for t in await client.get_json("/synthetic/trace")}
     ttft_ms: list[float] = []
+    transit_ms: list[float] = []
+    first_ms: list[float] = []
     token_ms: list[float] = []
     itl_ms: list[float] = []
     for prompt, record in zip(prompts, records, strict=True):
@@ -140,6 +145,8 @@ async def added_latency(url: str, streams: int, tokens: int, rng: random.Random)
         sent = trace["sent_ns"]
         server_ttft_s = (sent[0] - trace["received_ns"]) / 1e9
         ttft_ms.append((record.ttft_s - server_ttft_s) * 1e3)
+        transit_ms.append((trace["received_ns"] / 1e9 - record.sent_s) * 1e3)
+        first_ms.append((record.sent_s + record.ttft_s - sent[0] / 1e9) * 1e3)
         arrivals = [record.sent_s + record.ttft_s]
         for gap in record.itl_s:
             arrivals.append(arrivals[-1] + gap)
@@ -149,7 +156,8 @@ async def added_latency(url: str, streams: int, tokens: int, rng: random.Random)
                 itl_ms.append(((arrived - arrivals[k - 1]) - (sent_ns - sent[k - 1]) / 1e9) * 1e3)
     return {"streams": streams, "tokens_per_stream": tokens, "requests": len(ttft_ms),
             "errors": sum(1 for r in records if r.error),
-            "added_ttft_ms": percentiles(ttft_ms), "added_token_latency_ms": percentiles(token_ms),
+            "added_ttft_ms": percentiles(ttft_ms), "request_transit_ms": percentiles(transit_ms),
+            "first_token_lag_ms": percentiles(first_ms), "added_token_latency_ms": percentiles(token_ms),
             "added_itl_ms": percentiles([abs(x) for x in itl_ms])}
 
 

@@ -117,19 +117,23 @@ class _Stream:
         self.prompt_tokens = len(ids) if ids is not None else len(str(prompt or "").split())
         self.key = ",".join(str(t) for t in ids[:8]) if ids is not None else str(prompt)[:64]
         with_ids = bool(body.get("return_token_ids"))
-        self.token_chunk = _frame(_chunk(None, with_ids))
-        self.last_chunk = _frame(_chunk("length", with_ids))
+        self.token_chunk, self.last_chunk = _TOKEN_CHUNKS[with_ids]
         options = body.get("stream_options")
         usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        self.tail = _frame(
-            (_event({"id": "cmpl-synthetic", "object": "text_completion", "created": 0, "model": MODEL_NAME,
-                     "choices": [], "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": total,
-                                              "total_tokens": self.prompt_tokens + total}}) if usage else b"")
-            + b"data: [DONE]\n\n"
-        ) + b"0\r\n\r\n"
+        self.tail = _tail(self.prompt_tokens, total, usage)
         self.fault = fault
         self.sent_ns: list[int] = []
         self.received_ns = received_ns
+
+
+def _tail(prompt_tokens: int, total: int, usage: bool) -> bytes:
+    """The usage chunk (when asked), ``[DONE]`` and the end of the chunked body."""
+    body = b"data: [DONE]\n\n"
+    if usage:
+        body = _event({"id": "cmpl-synthetic", "object": "text_completion", "created": 0, "model": MODEL_NAME,
+                       "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": total,
+                                                "total_tokens": prompt_tokens + total}}) + body
+    return _frame(body) + b"0\r\n\r\n"
 
 
 def _chunk(finish: str | None, with_ids: bool) -> bytes:
@@ -148,6 +152,10 @@ def _event(obj: Any) -> bytes:
 def _frame(payload: bytes) -> bytes:
     """One HTTP/1.1 chunk of ``payload`` (chunked transfer encoding)."""
     return b"%x\r\n%s\r\n" % (len(payload), payload) if payload else b""
+
+
+#: The framed token chunk and last chunk, without and with ``token_ids``: built once.
+_TOKEN_CHUNKS = {w: (_frame(_chunk(None, w)), _frame(_chunk("length", w))) for w in (False, True)}
 
 
 class SyntheticEngine:
@@ -301,6 +309,7 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.closed = False
         self.busy = False
+        self.arrived_ns = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -317,8 +326,12 @@ class _Connection(asyncio.Protocol):
         self.engine.resumed()
 
     def data_received(self, data: bytes) -> None:
+        if not self.buffer:  # the first bytes of a request: its arrival, before any parsing
+            self.arrived_ns = time.monotonic_ns()
         self.buffer += data
-        self._next_request()
+        # parse after every socket of this wake-up has been stamped, so that a burst of requests
+        # is not stamped late by the server's own work on the ones before
+        asyncio.get_running_loop().call_soon(self._next_request)
 
     def stream_done(self) -> None:
         self.busy = False
@@ -347,6 +360,8 @@ class _Connection(asyncio.Protocol):
                 return
             body = bytes(self.buffer[head_end + 4 : head_end + 4 + length])
             del self.buffer[: head_end + 4 + length]
+            if self.buffer:  # a pipelined request already waits: it arrived with these bytes
+                self.arrived_ns = self.arrived_ns or time.monotonic_ns()
             self._handle(method, target.split("?", 1)[0], headers, body)
 
     def _reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -384,7 +399,7 @@ class _Connection(asyncio.Protocol):
             self._reply(404, b'{"error": "not found"}')
 
     def _complete(self, raw: bytes) -> None:
-        received_ns = time.monotonic_ns()
+        received_ns = self.arrived_ns or time.monotonic_ns()
         engine = self.engine
         engine.requests += 1
         fault = engine.fault_for(engine.requests)
