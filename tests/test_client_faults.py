@@ -262,6 +262,18 @@ def test_client_processes_share_a_batch_on_one_clock() -> None:
         assert all(r.sent_s >= due for r in records) and batch.send_lag_s >= 0  # type: ignore[attr-defined]
 
 
+def test_run_with_client_processes_measures_exact_counts(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    grid = ["--batch-sizes", "5", "--input-tokens", "8", "--output-tokens", "4", "--repeats", "1", "--warmup", "1"]
+    with server(tmp_path) as (url, _):
+        done = mfubench(url, config, out, "--client-procs", "2", grid=grid)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    requests = requests_of(out)
+    assert len(requests) == 5 and all(r["error"] is None and r["output_tokens"] == 4 for r in requests)
+    point = read_results(out).points[(5, 8, 4)]
+    assert "request_errors" not in point["flags"] and point["measurement"]["ttft_s"] > 0
+
+
 def test_fault_specs_parse_and_reject_nonsense() -> None:
     assert parse_fault("http503@4+").matches(9) and not parse_fault("http503@4").matches(9)
     with pytest.raises(ValueError, match="kind must be one of"):
