@@ -349,6 +349,9 @@ def _render(args: argparse.Namespace, points: list[dict[str, Any]], setup: Any) 
         if m.extra.get("flags"):
             print(f"left out: batch {m.batch_size} input {m.input_tokens:g} output "
                   f"{m.output_tokens:g}: {', '.join(map(str, m.extra['flags']))}", file=sys.stderr)
+    if any("client-bound" in (p.get("flags") or []) for p in points):
+        print("client-bound: the client itself was late on some points (event-loop or send lag, see "
+              "docs/performance.md); try --client-procs N", file=sys.stderr)
     print(f"results: {args.out}", file=sys.stderr)
 
 
