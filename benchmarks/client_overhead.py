@@ -18,8 +18,9 @@ started here as a subprocess pinned to CPU 0 while this script (the client) is p
 
     python benchmarks/client_overhead.py [--json] [--streams 1,64,256,1024] [--itl-ms 20]
 
-``--json`` prints one line: ``ours_tokens_per_s``, ``peer_tokens_per_s``, ``ratio``, the
-per-concurrency figures and the added-latency percentiles in ms.
+``--json`` prints one line: ``ours_tokens_per_s``, ``peer_tokens_per_s``, ``ratio``,
+``added_ttft_ms`` / ``added_token_latency_ms`` / ``added_itl_ms`` (percentiles in ms by number
+of streams), and the per-concurrency details (``throughput``, ``latency``).
 """
 
 from __future__ import annotations
@@ -213,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         "peer_tokens_per_s": peer_best,
         "ratio": best["tokens_per_s"] / peer_best if peer_best else None,
         "itl_ms": args.itl_ms,
+        "added_ttft_ms": {str(r["streams"]): r["added_ttft_ms"] for r in latency},
+        "added_token_latency_ms": {str(r["streams"]): r["added_token_latency_ms"] for r in latency},
+        "added_itl_ms": {str(r["streams"]): r["added_itl_ms"] for r in latency},
         "throughput": [{"streams": o["streams"], "ours_tokens_per_s": o["tokens_per_s"],
                         "peer_tokens_per_s": next((q["tokens_per_s"] for q in peer if q["streams"] == o["streams"]), None),
                         "ours_errors": o["errors"], "client_cpu_fraction": o["client_cpu_fraction"]} for o in ours],
