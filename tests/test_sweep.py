@@ -21,6 +21,7 @@ from aiohttp import web
 
 from mfubench import cli
 from mfubench.analysis.measurement import Measurement
+from mfubench.commands import argtypes
 from mfubench.commands import run as run_command
 from mfubench.errors import InputFileError, ServerError
 from mfubench.measure.client import CompletionClient
@@ -364,8 +365,8 @@ def test_int_lists_reject_bad_values(text: str) -> None:
     import argparse
 
     with pytest.raises(argparse.ArgumentTypeError):
-        run_command.int_list(text)
-    assert run_command.int_list("1, 2,4") == (1, 2, 4)
+        argtypes.int_list(text)
+    assert argtypes.int_list("1, 2,4") == (1, 2, 4)
 
 
 # --- the results file ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
+from mfubench.commands.argtypes import positive_int
 from mfubench.counting.summary import CountQuery, count
 from mfubench.counting.workload import CONVENTIONS, check_convention
 from mfubench.model.quant import WEIGHT_FORMAT_NAMES, weight_format
@@ -15,16 +16,6 @@ from mfubench.model.registry import load_model
 from mfubench.model.spec import ModelSpec
 from mfubench.report.console import make_console
 from mfubench.report.units import si
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from rich.table import Table
@@ -11,33 +12,24 @@ from rich.table import Table
 from mfubench.analysis.limits import limits
 from mfubench.analysis.phases import Setup, phase_roofline, phase_work
 from mfubench.commands.analyze import add_setup_options, setup_from_args
+from mfubench.commands.argtypes import int_list
 from mfubench.report.console import make_console
 from mfubench.report.units import pct, seconds, si
-
-
-def int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("roofline", help="predicted best-case prefill/decode times and limits",
                        description=__doc__)
     p.add_argument("model", help="a bundled id, a config.json or a model folder")
-    p.add_argument("--batch-sizes", "-b", type=int_list, default=[1, 8, 32, 128])
-    p.add_argument("--input-tokens", "-i", type=int_list, default=[1024])
-    p.add_argument("--output-tokens", "-o", type=int_list, default=[128])
+    p.add_argument("--batch-sizes", "-b", type=int_list, default=(1, 8, 32, 128))
+    p.add_argument("--input-tokens", "-i", type=int_list, default=(1024,))
+    p.add_argument("--output-tokens", "-o", type=int_list, default=(128,))
     add_setup_options(p, model_option=False)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
-def predict(setup: Setup, batches: list[int], inputs: list[int], outputs: list[int]) -> dict[str, Any]:
+def predict(setup: Setup, batches: Sequence[int], inputs: Sequence[int], outputs: Sequence[int]) -> dict[str, Any]:
     """Roofline prediction for every point, with the limits of each context length."""
     points = []
     for i in inputs:

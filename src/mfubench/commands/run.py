@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mfubench import __version__
+from mfubench.commands.argtypes import int_list, nonnegative_int, positive_int
 from mfubench.errors import InputFileError, MfubenchError, ServerError
 from mfubench.measure.results_log import (
     SCHEMA_VERSION,
@@ -30,30 +31,10 @@ from mfubench.measure.results_log import (
     ResultsLog,
     read_results,
 )
+from mfubench.report.units import pct
 
 #: Flags of the extra vLLM arguments whose value is a secret (redacted in the header).
 _SECRET_FLAGS = ("--api-key",)
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    """``"1,2,4"`` as ``(1, 2, 4)``: positive integers, comma-separated."""
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
-    return values
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
 
 
 def register(sub: Any) -> None:
@@ -73,10 +54,10 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-sizes", type=int_list, default=(1,), metavar="B,...", help="default 1")
     p.add_argument("--input-tokens", type=int_list, required=True, metavar="I,...")
     p.add_argument("--output-tokens", type=int_list, required=True, metavar="O,...")
-    p.add_argument("--repeats", type=_positive, default=3, help="measured rounds per point (default 3)")
-    p.add_argument("--warmup", type=_nonnegative_int, default=1, help="unmeasured rounds per point first (default 1)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="measured rounds per point (default 3)")
+    p.add_argument("--warmup", type=nonnegative_int, default=1, help="unmeasured rounds per point first (default 1)")
     p.add_argument("--convention", default="causal", help="what FLOPs count (as for `mfubench flops`; default causal)")
-    p.add_argument("--tp", type=_positive, default=1, help="tensor-parallel degree of the server (default 1)")
+    p.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel degree of the server (default 1)")
     p.add_argument("--served-model", metavar="NAME", help="the name the server knows (default: the first of /v1/models)")
     p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (sent as Bearer)")
     p.add_argument("--out", type=Path, default=Path("results.jsonl"), help="results file (default results.jsonl)")
@@ -85,25 +66,15 @@ def register(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds per request (default 600)")
     p.add_argument("--startup-timeout", type=float, default=600.0, metavar="S",
                    help="with --launch: seconds to wait for /health (default 600)")
-    p.add_argument("--max-model-len", type=_positive, default=None,
+    p.add_argument("--max-model-len", type=positive_int, default=None,
                    help="with --launch: vLLM's --max-model-len (default: enough for the sweep, at least 2048)")
-    p.add_argument("--client-procs", type=_positive, default=1, metavar="N",
+    p.add_argument("--client-procs", type=positive_int, default=1, metavar="N",
                    help="client processes sharing each batch, for concurrency one process cannot drive (default 1)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--json", action="store_true", help='print {"rows": [...]} on stdout at the end')
     p.add_argument("engine_args", nargs="*", metavar="-- ENGINE_ARGS",
                    help="after --: extra arguments for the launched engine")
     p.set_defaults(func=run)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -251,10 +222,11 @@ async def _measure(
         with ResultsLog(args.out) as log:
             if existing is None:
                 log.write(header(args, served, version))
-            with _progress(len(todo) * plan.repeats) as advance:
+            with _progress(len(todo) * plan.repeats) as (advance, say):
                 hooks = SweepHooks(
                     check_server=check_server,
                     on_round=lambda key, repeat: advance(f"batch {key[0]} in {key[1]} out {key[2]}"),
+                    on_point=lambda point: say(point_line(point)),
                 )
                 rng = random.Random(args.seed)
                 with _client_pool(args, url, served, api_key) as batcher:
@@ -316,9 +288,26 @@ def safe_args(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def point_line(point: Any) -> str:
+    """One line of the live table: a finished point's phases with MFU, MBU and bound."""
+    b, i, o = point.key
+    parts = [f"batch {b:>4} in {i:>5} out {o:>4}"]
+    for row in point.rows:
+        if row.get("phase") == "total":
+            continue
+        seconds, mfu, mbu = row.get("seconds"), row.get("mfu"), row.get("mbu")
+        timing = "-" if seconds is None else f"{seconds:.3g} s"
+        bound = f"{row['bound']}-bound" if row.get("bound") else "no peak"
+        parts.append(f"{row.get('phase')} {timing} MFU {pct(mfu)} MBU {pct(mbu)} ({bound})")
+    if point.flags:
+        parts.append("flagged: " + ", ".join(str(f).split(":")[0] for f in point.flags))
+    return " | ".join(parts)
+
+
 @contextmanager
-def _progress(total: int) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar on stderr; the callable advances it by one measured round."""
+def _progress(total: int) -> Iterator[tuple[Callable[[str], None], Callable[[str], None]]]:
+    """A rich progress bar on stderr, and above it a line per finished point (the live table):
+    the first callable advances the bar by one measured round, the second prints a line."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -328,7 +317,8 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
     )
     task = progress.add_task("measuring", total=total)
     with progress:
-        yield lambda description: progress.update(task, advance=1, description=description)
+        yield (lambda description: progress.update(task, advance=1, description=description),
+               lambda line: progress.console.print(line, highlight=False, markup=False))
 
 
 def _render(args: argparse.Namespace, points: list[dict[str, Any]], setup: Any) -> None:
