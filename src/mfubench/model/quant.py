@@ -25,17 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mfubench.errors import ConfigError
+from mfubench.errors import ConfigError, MfubenchError
+from mfubench.hardware.dtypes import normalize_dtype as hw_normalize_dtype
 
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}
 
-_DTYPE_ALIASES: dict[str, str] = {
-    "float32": "fp32", "float": "fp32", "fp32": "fp32",
-    "bfloat16": "bf16", "bf16": "bf16",
-    "float16": "fp16", "half": "fp16", "fp16": "fp16",
-    "fp8": "fp8", "fp8_e4m3": "fp8", "float8_e4m3fn": "fp8", "fp8_e5m2": "fp8", "e4m3": "fp8",
-    "int8": "int8",
-}
 
 #: Names ``--dtype`` accepts: a plain storage dtype or a quantization scheme.
 WEIGHT_FORMAT_NAMES = ("bf16", "fp16", "fp32", "fp8", "int8", "int4", "mxfp4")
@@ -45,11 +39,16 @@ WeightKind = Literal["linear", "expert", "embedding", "lm_head", "norm", "router
 
 
 def normalize_dtype(name: str) -> str:
-    """``bfloat16`` -> ``bf16``, ``float16`` -> ``fp16``, ... (ConfigError on anything else)."""
-    key = str(name).strip().lower().removeprefix("torch.")
-    if key not in _DTYPE_ALIASES:
+    """A storage dtype's short name (``bfloat16`` -> ``bf16``, ``float16`` -> ``fp16``), by the
+    aliases of :mod:`mfubench.hardware.dtypes`; ConfigError for anything that is not one of
+    :data:`DTYPE_BYTES`."""
+    try:
+        key = hw_normalize_dtype(name)
+    except MfubenchError:
+        key = ""
+    if key not in DTYPE_BYTES:
         raise ConfigError(f"unknown dtype {name!r}; known: {', '.join(sorted(DTYPE_BYTES))}")
-    return _DTYPE_ALIASES[key]
+    return key
 
 
 @dataclass(frozen=True)
