@@ -10,8 +10,9 @@
    print MFU and MBU per phase against the measured peaks.
 4. ``mfubench report``: the same results as a self-contained HTML report.
 
-Everything lands in ``.demo/`` (``MFUBENCH_DEMO_DIR`` to change it); a rerun reuses the model
-folder and the calibration and measures afresh.
+The model, results and report land in ``.demo/`` (``MFUBENCH_DEMO_DIR`` to change it); the
+calibration is stored where ``mfubench calibrate`` always stores it, so ``--hardware cpu:1``
+works afterwards. A rerun reuses the model folder and measures afresh.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ def step(text: str) -> None:
 def main() -> int:
     root = Path(os.environ.get("MFUBENCH_DEMO_DIR", ".demo")).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("MFUBENCH_CACHE_DIR", str(root / "cache"))
     started = time.monotonic()
 
     from mfubench.measure.tiny_model import DEMO, build_tiny_model
