@@ -6,6 +6,12 @@ lengths, with exact token counts, times prefill and decode from the stream, read
 points already finished). With ``--launch vllm`` it starts vLLM CPU itself (with
 ``--enable-mfu-metrics`` unless told otherwise) and stops it at the end; its log goes beside
 the results.
+
+Prompts are token ids of the exact length (vLLM takes them). For servers that take text only
+(SGLang, TGI, llama.cpp, ``transformers serve``), ``--prompt-mode text`` sends texts aligned to
+the exact token length through the server's ``/tokenize`` and ``/detokenize``, or through a local
+``--tokenizer`` (``auto``, the default: text when ``--tokenizer`` is given, else ids). The texts
+are made before each batch is sent; the counts reported still come from ``usage``.
 """
 
 from __future__ import annotations
@@ -68,6 +74,12 @@ def register(sub: Any) -> None:
                    help="with --launch: seconds to wait for /health (default 600)")
     p.add_argument("--max-model-len", type=positive_int, default=None,
                    help="with --launch: vLLM's --max-model-len (default: enough for the sweep, at least 2048)")
+    p.add_argument("--prompt-mode", choices=("ids", "text", "auto"), default="auto",
+                   help="prompts as token ids, or as texts aligned to the exact token length "
+                   "(default auto: text with --tokenizer, else ids)")
+    p.add_argument("--tokenizer", type=Path, metavar="DIR",
+                   help="text prompts: align them with this tokenizer.json (or its folder), "
+                   "not the server's /tokenize and /detokenize")
     p.add_argument("--client-procs", type=positive_int, default=1, metavar="N",
                    help="client processes sharing each batch, for concurrency one process cannot drive (default 1)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
@@ -88,15 +100,22 @@ def run(args: argparse.Namespace) -> int:
     existing = _existing(args)
     finished = set(existing.points) if existing else set()
     todo = [k for k in plan.points() if k not in finished]
+    mode = prompt_mode(args.prompt_mode, args.tokenizer)
     if args.dry_run:
-        return _print_plan(args, plan, todo)
+        return _print_plan(args, plan, todo, mode)
     from mfubench.measure.client import default_token_range
 
     token_range = default_token_range(vocab_size)
+    local = None
+    if args.tokenizer is not None:
+        from mfubench.measure.prompts import LocalTokenizer
+
+        local = LocalTokenizer(args.tokenizer)  # a bad path fails before any server starts
     from mfubench.measure.client import run_async
 
     with _server(args, plan) as (url, check_server):
-        points = run_async(_measure(args, plan, url, check_server, api_key, analyze, token_range, existing))
+        points = run_async(_measure(args, plan, url, check_server, api_key, analyze, token_range, existing,
+                                    mode, local))
     _render(args, points, setup)
     return 0
 
@@ -117,6 +136,15 @@ def _analysis(args: argparse.Namespace) -> tuple[Callable[[Any], list[dict[str, 
         return [row.to_dict() for row in analyze_point(setup, measurement)]
 
     return analyze, int(model.vocab_size), setup
+
+
+def prompt_mode(mode: str, tokenizer: Path | None) -> str:
+    """``ids`` or ``text``: ``auto`` is text when a local tokenizer is given, else ids."""
+    if mode == "auto":
+        return "text" if tokenizer is not None else "ids"
+    if mode == "ids" and tokenizer is not None:
+        raise MfubenchError("--tokenizer aligns text prompts; it has no use with --prompt-mode ids")
+    return mode
 
 
 def _api_key(var: str | None) -> str | None:
@@ -143,7 +171,7 @@ def _existing(args: argparse.Namespace) -> ResultsFile | None:
     return existing
 
 
-def _print_plan(args: argparse.Namespace, plan: Any, todo: Sequence[PointKey]) -> int:
+def _print_plan(args: argparse.Namespace, plan: Any, todo: Sequence[PointKey], mode: str) -> int:
     requests = sum(b * (plan.repeats + plan.warmup) for b, _, _ in todo)
     summary = {
         "points": len(plan.points()),
@@ -151,6 +179,7 @@ def _print_plan(args: argparse.Namespace, plan: Any, todo: Sequence[PointKey]) -
         "requests": requests,
         "prompt_tokens": sum(b * i * (plan.repeats + plan.warmup) for b, i, _ in todo),
         "output_tokens": sum(b * o * (plan.repeats + plan.warmup) for b, _, o in todo),
+        "prompt_mode": mode,
         "out": str(args.out),
         "target": args.endpoint or f"launch {args.launch} {args.model}",
     }
@@ -159,7 +188,7 @@ def _print_plan(args: argparse.Namespace, plan: Any, todo: Sequence[PointKey]) -
     else:
         print(f"{summary['target']}: {len(todo)} of {summary['points']} points to measure, "
               f"{requests} requests ({summary['prompt_tokens']} prompt + {summary['output_tokens']} "
-              f"output tokens), results in {args.out}")
+              f"output tokens, {mode} prompts), results in {args.out}")
         for b, i, o in todo:
             print(f"  batch {b:>4}  input {i:>6}  output {o:>6}")
     return 0
@@ -203,6 +232,8 @@ async def _measure(
     analyze: Callable[[Any], list[dict[str, Any]]],
     token_range: tuple[int, int],
     existing: ResultsFile | None,
+    mode: str = "ids",
+    local: Any = None,
 ) -> list[dict[str, Any]]:
     """Run the sweep; return the ``point`` lines of the plan's finished points, in plan order."""
     from mfubench.measure.client import CompletionClient
@@ -217,11 +248,12 @@ async def _measure(
             raise ServerError(f"{url} does not serve {args.served_model!r}; it lists {', '.join(models)}")
         client.model = served
         version = await client.version()
+        maker = await _text_prompts(client, local, token_range) if mode == "text" else None
         finished = set(existing.points) if existing else set()
         todo = [k for k in plan.points() if k not in finished]
         with ResultsLog(args.out) as log:
             if existing is None:
-                log.write(header(args, served, version))
+                log.write({**header(args, served, version), "prompt_mode": mode})
             with _progress(len(todo) * plan.repeats) as (advance, say):
                 hooks = SweepHooks(
                     check_server=check_server,
@@ -231,9 +263,24 @@ async def _measure(
                 rng = random.Random(args.seed)
                 with _client_pool(args, url, served, api_key) as batcher:
                     await run_sweep(client, plan, analyze, log, token_range=token_range, rng=rng,
-                                    finished=finished, hooks=hooks, batcher=batcher)
+                                    finished=finished, hooks=hooks, batcher=batcher, prompts=maker)
     points = read_results(args.out).points
     return [points[key] for key in plan.points() if key in points]
+
+
+async def _text_prompts(client: Any, local: Any, token_range: tuple[int, int]) -> Any:
+    """The text-prompt maker, checked once before the sweep: the local tokenizer, or the
+    server's ``/tokenize`` and ``/detokenize`` (a server without them: a clear error)."""
+    from mfubench.measure.prompts import ServerTokenizer, TextPrompts
+
+    maker = TextPrompts(local if local is not None else ServerTokenizer(client))
+    try:
+        await maker.check(token_range)
+    except ServerError as exc:
+        if local is not None:
+            raise
+        raise ServerError(f"text prompts need the server's /tokenize and /detokenize, or --tokenizer DIR: {exc}") from exc
+    return maker
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """An async streaming client for OpenAI-compatible ``POST /v1/completions`` (vLLM first).
 
-One call of :meth:`CompletionClient.complete` sends one prompt of exact length as token ids and
+One call of :meth:`CompletionClient.complete` sends one prompt of exact length (token ids, or a
+:class:`TextPrompt` whose text was aligned to its length, see :mod:`mfubench.measure.prompts`) and
 asks for exactly ``O`` tokens (``max_tokens = min_tokens = O``, ``ignore_eos``), streamed with
 the usage chunk (``stream_options.include_usage``) and vLLM's ``return_token_ids``. It returns
 one :class:`RequestRecord` and never raises: connection refused, HTTP error statuses, time-outs,
@@ -53,12 +54,35 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class TextPrompt:
+    """A prompt sent as text, for servers that take no token ids.
+
+    Attributes:
+        text: what goes in the body's ``prompt``.
+        tokens: how many tokens the server's tokenizer makes of ``text`` (special tokens it
+            adds included): the length it was aligned to, and what ``usage`` should report.
+    """
+
+    text: str
+    tokens: int
+
+
+Prompt = Sequence[int] | TextPrompt
+"""What one request sends: token ids (their count is the length) or an aligned text."""
+
+
+def prompt_tokens(prompt: Prompt) -> int:
+    """The prompt's length in tokens, as asked of the server."""
+    return prompt.tokens if isinstance(prompt, TextPrompt) else len(prompt)
+
+
+@dataclass(frozen=True)
 class RequestRecord:
     """What one streamed completion request did.
 
     Attributes:
         batch_size: requests of its batch (sent at once).
-        requested_input_tokens: prompt length sent (token ids).
+        requested_input_tokens: prompt length sent (token ids, or an aligned text's tokens).
         requested_output_tokens: tokens asked for (``max_tokens = min_tokens``).
         input_tokens: ``usage.prompt_tokens``; None without usage.
         output_tokens: ``usage.completion_tokens``; None without usage.
@@ -255,11 +279,11 @@ class StreamRecorder:
         )
 
 
-def completion_body(model: str, prompt: Sequence[int], output_tokens: int) -> dict[str, Any]:
+def completion_body(model: str, prompt: Prompt, output_tokens: int) -> dict[str, Any]:
     """The request body asking for exactly ``output_tokens`` tokens after ``prompt``, streamed."""
     return {
         "model": model,
-        "prompt": list(prompt),
+        "prompt": prompt.text if isinstance(prompt, TextPrompt) else list(prompt),
         "max_tokens": output_tokens,
         "min_tokens": output_tokens,
         "ignore_eos": True,
@@ -334,10 +358,10 @@ class CompletionClient:
             raise RuntimeError("CompletionClient used outside 'async with'")
         return self._session
 
-    async def complete(self, prompt: Sequence[int], output_tokens: int, batch_size: int = 1) -> RequestRecord:
+    async def complete(self, prompt: Prompt, output_tokens: int, batch_size: int = 1) -> RequestRecord:
         """Stream one completion of exactly ``output_tokens`` tokens; never raises."""
         planned_s = time.monotonic()
-        recorder = StreamRecorder(batch_size, len(prompt), output_tokens, planned_s, planned_s)
+        recorder = StreamRecorder(batch_size, prompt_tokens(prompt), output_tokens, planned_s, planned_s)
         parser = SSEParser(self._max_event_bytes)
         body = completion_body(self.model, prompt, output_tokens)
         sent: dict[str, float] = {}
@@ -396,6 +420,25 @@ class CompletionClient:
             raise ServerError(f"GET {url}: no answer within {timeout_s:.0f} s") from exc
         except aiohttp.ClientError as exc:
             raise ServerError(f"GET {url}: {type(exc).__name__}: {_one_line(exc)}") from exc
+
+    async def post_json(self, path: str, body: Any, timeout_s: float = 30.0) -> Any:
+        """``POST path`` with a JSON body, answered as JSON; :class:`ServerError` on any failure."""
+        url = f"{self.base_url}{path}"
+        try:
+            async with self.session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                text = await resp.text(errors="replace")
+                if resp.status != 200:
+                    raise ServerError(f"POST {url}: HTTP {resp.status}: {_excerpt(text)}")
+        except aiohttp.ClientConnectorError as exc:
+            raise ServerError(f"cannot connect to {self.base_url}: {exc.os_error}") from exc
+        except TimeoutError as exc:
+            raise ServerError(f"POST {url}: no answer within {timeout_s:.0f} s") from exc
+        except aiohttp.ClientError as exc:
+            raise ServerError(f"POST {url}: {type(exc).__name__}: {_one_line(exc)}") from exc
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ServerError(f"POST {url} did not answer JSON: {_excerpt(text)}") from exc
 
     async def models(self) -> list[str]:
         """Ids of the models ``/v1/models`` lists."""
@@ -507,13 +550,16 @@ def _excerpt(text: str) -> str:
 __all__ = [
     "ERROR_KINDS",
     "CompletionClient",
+    "Prompt",
     "RequestRecord",
     "StreamRecorder",
+    "TextPrompt",
     "completion_body",
     "default_token_range",
     "get_models",
     "get_version",
     "health",
+    "prompt_tokens",
     "random_prompt",
     "run_async",
 ]

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from mfubench.measure.client import CompletionClient, run_async
+from mfubench.measure.client import CompletionClient, Prompt, TextPrompt, run_async
 from mfubench.measure.selfcheck import BatchResult, send_batch
 
 #: How far ahead of now a batch is due, so that every worker has its slice in time (seconds).
@@ -61,13 +61,14 @@ class ClientPool:
             self._conns.append(parent)
             self._procs.append(proc)
 
-    async def send_batch(self, prompts: Sequence[Sequence[int]], output_tokens: int) -> BatchResult:
+    async def send_batch(self, prompts: Sequence[Prompt], output_tokens: int) -> BatchResult:
         """Send ``prompts`` at once over every worker; their records merged, in prompt order."""
         n = len(self._conns)
         due_s = time.monotonic() + LEAD_S
         busy = [k for k in range(n) if prompts[k::n]]
         for k in busy:
-            self._conns[k].send(([list(p) for p in prompts[k::n]], output_tokens, len(prompts), due_s))
+            mine = [p if isinstance(p, TextPrompt) else list(p) for p in prompts[k::n]]
+            self._conns[k].send((mine, output_tokens, len(prompts), due_s))
         loop = asyncio.get_running_loop()
         replies = await asyncio.gather(*(loop.run_in_executor(None, self._conns[k].recv) for k in busy))
         records: list[Any] = [None] * len(prompts)

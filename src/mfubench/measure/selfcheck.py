@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mfubench.measure.client import CompletionClient, RequestRecord
+from mfubench.measure.client import CompletionClient, Prompt, RequestRecord
 
 #: Period of the event-loop lag probe (seconds).
 LOOP_TICK_S = 0.002
@@ -65,7 +65,7 @@ class BatchResult:
         return max((max(0.0, r.sent_s - self.due_s) for r in self.records), default=0.0)
 
 
-async def send_batch(client: CompletionClient, prompts: Sequence[Sequence[int]], output_tokens: int,
+async def send_batch(client: CompletionClient, prompts: Sequence[Prompt], output_tokens: int,
                      batch_size: int | None = None, due_s: float | None = None) -> BatchResult:
     """Send ``prompts`` at once on ``client`` (at ``due_s`` when given), probing the loop."""
     if due_s is not None:

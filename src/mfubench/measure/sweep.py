@@ -30,7 +30,9 @@ counters moved by other amounts than the batch's (other traffic) is flagged in
 survive (connection refused, an HTTP error status, a server that died) raises
 :class:`~mfubench.errors.ServerError` after everything finished is on disk.
 
-Fresh random prompt ids per request (also in warm-up), so prefix caching cannot hide work.
+Fresh random prompt ids per request (also in warm-up), so prefix caching cannot hide work. With a
+``prompts`` maker (text mode, :mod:`mfubench.measure.prompts`) each batch's ids become texts of
+the exact token length, made before the round starts, outside its timed window and its scrapes.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from typing import Any, Protocol
 
 from mfubench.analysis.measurement import Measurement
 from mfubench.errors import ServerError
-from mfubench.measure.client import CompletionClient, RequestRecord, random_prompt
+from mfubench.measure.client import CompletionClient, Prompt, RequestRecord, random_prompt
 from mfubench.measure.metrics import Samples, ServerDelta, parse_prometheus, server_delta, total
 from mfubench.measure.results_log import PointKey, ResultsLog
 from mfubench.measure.selfcheck import BatchResult, send_batch
@@ -56,7 +58,15 @@ from mfubench.measure.selfcheck import BatchResult, send_batch
 class Batcher(Protocol):
     """Something that sends a batch at once: several client processes (``--client-procs``)."""
 
-    async def send_batch(self, prompts: Sequence[Sequence[int]], output_tokens: int) -> BatchResult: ...
+    async def send_batch(self, prompts: Sequence[Prompt], output_tokens: int) -> BatchResult: ...
+
+
+class PromptMaker(Protocol):
+    """Makes a batch's prompts of an exact token length (text mode:
+    :class:`~mfubench.measure.prompts.TextPrompts`); without one, prompts are token ids."""
+
+    async def batch(self, rng: random.Random, count: int, length: int,
+                    token_range: tuple[int, int]) -> Sequence[Prompt]: ...
 
 Analyze = Callable[[Measurement], list[dict[str, Any]]]
 """The analysis of one point: rows by phase (``prefill``, ``decode``, ``total``)."""
@@ -211,6 +221,7 @@ async def run_sweep(
     hooks: SweepHooks | None = None,
     settle_timeout_s: float = 2.0,
     batcher: Batcher | None = None,
+    prompts: PromptMaker | None = None,
 ) -> list[PointResult]:
     """Measure every point of ``plan`` not in ``finished``; write request and point lines.
 
@@ -226,7 +237,7 @@ async def run_sweep(
             continue
         try:
             point = await _measure_point(client, key, plan, analyze, log, token_range, rng, hooks, scrape,
-                                         settle_timeout_s, batcher)
+                                         settle_timeout_s, batcher, prompts)
         except ServerError as exc:
             where = f"point batch={key[0]} input={key[1]} output={key[2]}"
             finished_now = len(done) + len(results)
@@ -251,16 +262,17 @@ async def _measure_point(
     scrape: bool,
     settle_timeout_s: float,
     batcher: Batcher | None,
+    maker: PromptMaker | None = None,
 ) -> PointResult:
     """Warm up, measure ``plan.repeats`` rounds of ``key``, write its lines; return the point."""
     batch, input_tokens, output_tokens = key
     for _ in range(plan.warmup):
-        prompts = [random_prompt(rng, input_tokens, token_range) for _ in range(batch)]
+        prompts = await _prompts(maker, rng, batch, input_tokens, token_range)
         warm = await _round_with_retries(client, prompts, output_tokens, scrape, settle_timeout_s, batcher, None)
         _raise_if_fatal(warm.records, hooks)
     rounds: list[RoundResult] = []
     for repeat in range(plan.repeats):
-        prompts = [random_prompt(rng, input_tokens, token_range) for _ in range(batch)]
+        prompts = await _prompts(maker, rng, batch, input_tokens, token_range)
         retried = functools.partial(_write_retried, log, key, repeat)
         result = await _round_with_retries(client, prompts, output_tokens, scrape, settle_timeout_s, batcher, retried)
         for record in result.records:
@@ -273,13 +285,21 @@ async def _measure_point(
     return point
 
 
+async def _prompts(maker: PromptMaker | None, rng: random.Random, count: int, length: int,
+                   token_range: tuple[int, int]) -> Sequence[Prompt]:
+    """``count`` fresh prompts of ``length`` tokens: random ids, or ``maker``'s texts."""
+    if maker is None:
+        return [random_prompt(rng, length, token_range) for _ in range(count)]
+    return await maker.batch(rng, count, length, token_range)
+
+
 def _write_retried(log: ResultsLog, key: PointKey, repeat: int, record: RequestRecord) -> None:
     log.write({"type": "request", "point": list(key), "repeat": repeat, "retried": True, **record.to_json()})
 
 
 async def _round_with_retries(
     client: CompletionClient,
-    prompts: Sequence[Sequence[int]],
+    prompts: Sequence[Prompt],
     output_tokens: int,
     scrape: bool,
     settle_timeout_s: float,
@@ -305,7 +325,7 @@ async def _round_with_retries(
 
 async def _round(
     client: CompletionClient,
-    prompts: Sequence[Sequence[int]],
+    prompts: Sequence[Prompt],
     output_tokens: int,
     scrape: bool,
     settle_timeout_s: float,

@@ -5,6 +5,12 @@ usage chunk when ``stream_options.include_usage`` asks, then ``data: [DONE]``), 
 /v1/models``, ``/health``, ``/version`` and ``/metrics`` (vLLM-named token counters). It
 computes nothing: each request gets ``max_tokens`` chunks of text ``" x"``.
 
+Its tokenizer is synthetic too: a text prompt has as many tokens as whitespace-separated words.
+``POST /tokenize`` (``{"prompt"}`` → ``{"count", "tokens"}``; word ``t<id>`` is id ``<id>``, any
+other word 0) and ``POST /detokenize`` (``{"tokens"}`` → ``{"prompt": "t<id> t<id> ..."}``)
+answer in vLLM's shape. With ``text_only`` it refuses token-id prompts (HTTP 400), as servers
+that take text only do.
+
 Timing, like an engine with continuous batching: a request joins the running set ``ttft_s``
 after it arrived; one *step* then writes the next chunk of every running stream; steps follow
 each other every ``itl_s`` seconds (on a fixed schedule), or as fast as the server can go when
@@ -29,7 +35,7 @@ It is written on bare ``asyncio`` (HTTP/1.1, keep-alive, chunked transfer encodi
 the server costs far less per token than any client it measures:
 
     python -m mfubench.measure.synthetic_server --port 8001 [--itl-ms 0] [--ttft-ms 0]
-        [--fault KIND@N | KIND@N+ ...] [--api-key-env VAR] [--trace] [--port-file PATH]
+        [--fault KIND@N | KIND@N+ ...] [--api-key-env VAR] [--trace] [--text-only] [--port-file PATH]
 """
 
 from __future__ import annotations
@@ -92,6 +98,7 @@ class SyntheticConfig:
         trace: keep per-request send times for ``GET /synthetic/trace``.
         burst: with ``itl_s`` 0, chunks written per stream and step (in one socket write), so
             that the server outruns the client it measures.
+        text_only: refuse token-id prompts (HTTP 400), like a server that takes text only.
     """
 
     itl_s: float = 0.0
@@ -100,6 +107,17 @@ class SyntheticConfig:
     api_key: str | None = None
     trace: bool = False
     burst: int = 1
+    text_only: bool = False
+
+
+def synthetic_tokenize(text: str) -> list[int]:
+    """The synthetic tokenizer: one token per whitespace-separated word; ``t<id>`` is ``<id>``."""
+    return [int(w[1:]) if w[:1] == "t" and w[1:].isdigit() else 0 for w in text.split()]
+
+
+def synthetic_detokenize(ids: list[int]) -> str:
+    """The inverse of :func:`synthetic_tokenize`: ``"t<id> t<id> ..."``."""
+    return " ".join(f"t{i}" for i in ids)
 
 
 class _Stream:
@@ -379,6 +397,8 @@ class _Connection(asyncio.Protocol):
             self._get(path)
         elif method == "POST" and path == "/v1/completions":
             self._complete(body)
+        elif method == "POST" and path in ("/tokenize", "/detokenize"):
+            self._tokenizer(path, body)
         else:
             self._reply(404, b'{"error": "not found"}')
 
@@ -398,6 +418,20 @@ class _Connection(asyncio.Protocol):
         else:
             self._reply(404, b'{"error": "not found"}')
 
+    def _tokenizer(self, path: str, raw: bytes) -> None:
+        """``/tokenize`` and ``/detokenize`` of the synthetic tokenizer, in vLLM's shape."""
+        try:
+            body = json.loads(raw)
+            if path == "/tokenize":
+                tokens = synthetic_tokenize(str(body["prompt"]))
+                reply: dict[str, Any] = {"count": len(tokens), "max_model_len": 1 << 20, "tokens": tokens}
+            else:
+                reply = {"prompt": synthetic_detokenize([int(t) for t in body["tokens"]])}
+        except (ValueError, TypeError, KeyError):
+            self._reply(400, b'{"error": {"message": "malformed tokenizer request"}}')
+            return
+        self._reply(200, json.dumps(reply).encode())
+
     def _complete(self, raw: bytes) -> None:
         received_ns = self.arrived_ns or time.monotonic_ns()
         engine = self.engine
@@ -408,6 +442,9 @@ class _Connection(asyncio.Protocol):
             total = int(body.get("max_tokens", 16))
         except (ValueError, TypeError, AttributeError):
             self._reply(400, b'{"error": {"message": "body is not a JSON object with max_tokens"}}')
+            return
+        if engine.config.text_only and isinstance(body.get("prompt"), list):
+            self._reply(400, b'{"error": {"message": "this server takes text prompts only", "code": 400}}')
             return
         if fault in ("http429", "http500", "http503"):
             status = int(fault[4:])
@@ -441,7 +478,7 @@ class SyntheticServer:
         if not self._ready.wait(10):
             raise RuntimeError("synthetic server did not start")
         assert self._server is not None
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        self.url: str = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -477,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--api-key-env", metavar="VAR", help="demand the key held by this variable")
     p.add_argument("--trace", action="store_true", help="keep send times for GET /synthetic/trace")
     p.add_argument("--burst", type=int, default=1, help="with --itl-ms 0: chunks per stream and step")
+    p.add_argument("--text-only", action="store_true", help="refuse token-id prompts (HTTP 400)")
     p.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
     args = p.parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
@@ -485,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.api_key_env and not key:
         print(f"synthetic server: {args.api_key_env} is not set", file=sys.stderr)
         return 2
-    config = SyntheticConfig(args.itl_ms / 1e3, args.ttft_ms / 1e3, args.fault, key, args.trace, max(1, args.burst))
+    config = SyntheticConfig(args.itl_ms / 1e3, args.ttft_ms / 1e3, args.fault, key, args.trace, max(1, args.burst),
+                             args.text_only)
 
     async def go() -> None:
         server = await serve(config, args.host, args.port)
