@@ -24,6 +24,7 @@ import pytest
 
 from mfubench.analysis.measurement import Measurement
 from mfubench.measure.client import CompletionClient, default_token_range
+from mfubench.measure.prompts import LocalTokenizer, ServerTokenizer, TextPrompts
 from mfubench.measure.results_log import ResultsLog, read_results
 from mfubench.measure.server import LaunchedServer, launch_vllm
 from mfubench.measure.sweep import PointResult, SweepPlan, run_sweep
@@ -183,6 +184,38 @@ def test_convention_vllm_matches_the_engine_counter_within_one_percent(
         assert rows["prefill"]["mfu"] is not None and rows["prefill"]["mbu"] is not None
         total = rows["total"]
         assert total["server_flops"] == pytest.approx(total["flops"], rel=0.01), p.key
+
+
+def test_text_prompts_aligned_through_the_server_have_exact_usage_counts(
+    server: LaunchedServer, model_dir: Path, tmp_path: Path
+) -> None:
+    """``--prompt-mode text``: texts aligned through vLLM's ``/tokenize`` and ``/detokenize``
+    come back with exactly the asked counts in ``usage``; texts aligned through the model's
+    local ``tokenizer.json`` have the asked length by the server's ``/tokenize`` too."""
+    plan = SweepPlan(batch_sizes=(2,), input_tokens=(48,), output_tokens=(4,), repeats=1, warmup=0)
+    out = tmp_path / "r.jsonl"
+
+    async def go() -> tuple[list[int], list[PointResult]]:
+        async with CompletionClient(server.url, model=str(model_dir), timeout_s=60) as client:
+            by_server = ServerTokenizer(client)
+            local = await TextPrompts(LocalTokenizer(model_dir)).batch(random.Random(5), 3, 37, TOKEN_RANGE)
+            counts = [len(await by_server.tokenize(p.text)) for p in local]
+            with ResultsLog(out) as log:
+                log.write({"type": "header", "schema_version": 1})
+                results = await run_sweep(client, plan, stub_analyze, log, token_range=TOKEN_RANGE,
+                                          rng=random.Random(4), prompts=TextPrompts(by_server))
+            return counts, results
+
+    counts, results = asyncio.run(go())
+    assert counts == [37, 37, 37]
+    requests = [json.loads(line) for line in out.read_text().splitlines() if '"type":"request"' in line]
+    assert len(requests) == 2
+    for r in requests:
+        assert r["error"] is None and r["finish_reason"] == "length"
+        assert (r["input_tokens"], r["output_tokens"], r["streamed_tokens"]) == (48, 4, 4)
+    [point] = results
+    assert set(point.flags) <= {"merged_first_chunk", "client-bound"}  # no count flags
+    assert point.measurement is not None and point.measurement.extra["server"]["prompt_tokens"] == 2 * 48
 
 
 def test_a_run_resumed_after_the_server_was_killed_measures_only_the_missing_points(
