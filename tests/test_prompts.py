@@ -332,3 +332,12 @@ def test_text_mode_without_tokenizer_routes_says_what_to_do(tmp_path: Path,
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("mfubench: error:")]
     assert len(lines) == 1 and "/tokenize" in lines[0] and "--tokenizer DIR" in lines[0] and "HTTP 404" in lines[0]
+
+
+def test_text_prompts_travel_to_client_processes(text_only: SyntheticServer) -> None:
+    from mfubench.measure.multiproc import ClientPool
+
+    prompts = [TextPrompt(synthetic_detokenize([1000 + k] * 5), 5) for k in range(3)]
+    with ClientPool(text_only.url, procs=2, model=MODEL_NAME) as pool:
+        batch = asyncio.run(pool.send_batch(prompts, 2))
+    assert len(batch.records) == 3 and all(r.exact and r.input_tokens == 5 for r in batch.records)

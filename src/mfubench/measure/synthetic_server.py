@@ -487,12 +487,16 @@ class SyntheticServer:
         self._loop.run_forever()
 
     def close(self) -> None:
-        def stop() -> None:
+        async def stop() -> None:
             assert self._server is not None
             self._server.close()
-            self._loop.stop()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:  # the step loop: ended here, not destroyed pending with the loop
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-        self._loop.call_soon_threadsafe(stop)
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
     def __enter__(self) -> SyntheticServer:
