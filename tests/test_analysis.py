@@ -187,3 +187,13 @@ def test_engine_phase_times_ride_along(seed_setup) -> None:  # type: ignore[no-u
     assert rows["decode"].extra["server_decode_time_s"] == 0.05
     assert rows["decode"].extra["server_queue_time_s"] == 0.01
     assert "server_prefill_time_s" not in rows["total"].extra
+
+
+def test_latency_percentiles_ride_along_by_phase(seed_setup) -> None:  # type: ignore[no-untyped-def]
+    pct = {"ttft_s": {"p50": 0.4, "p90": 0.5, "p99": 0.6}, "itl_s": {"p50": 0.01, "p90": 0.02,
+                                                                     "p99": 0.03}}
+    m = Measurement(2, 100, 5, ttft_s=0.5, itl_s=0.01, extra={"latency_percentiles": pct})
+    rows = {r.phase: r for r in analyze(seed_setup(), [m])}
+    assert rows["prefill"].extra["ttft_percentiles_s"] == pct["ttft_s"]
+    assert rows["decode"].extra["itl_percentiles_s"] == pct["itl_s"]
+    assert "e2e_percentiles_s" not in rows["total"].extra

@@ -300,3 +300,17 @@ def test_no_peak_for_the_dtype_leaves_out_mfu_charts_and_roofs(tmp_path: Path) -
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "latency.png", "latency.svg", "roofline.png", "roofline.svg", "throughput.png",
         "throughput.svg"]
+
+
+def test_latency_percentiles_table_when_the_results_carry_them() -> None:
+    setup = seed_setup()
+    pct = {"ttft_s": {"p50": 0.4, "p90": 0.5, "p99": 0.6},
+           "itl_s": {"p50": 0.012, "p90": 0.02, "p99": 0.03}}
+    m = Measurement(2, 100, 5, ttft_s=0.5, itl_s=0.01, elapsed_s=0.6,
+                    extra={"latency_percentiles": pct}, source="run.jsonl")
+    html = render_report(analyze(setup, [m]), setup, [], generated_utc="2026-11-27T00:00:00Z")
+    assert "Latency per request" in html
+    assert "<td class=\"r\">400 ms</td>" in html and "<td class=\"r\">12 ms</td>" in html
+    seed_only = render_report(analyze(setup, seed_measurements()), setup, [],
+                              generated_utc="2026-11-27T00:00:00Z")
+    assert "Latency per request" not in seed_only  # the seed has no per-request timings

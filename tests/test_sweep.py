@@ -404,3 +404,20 @@ def test_results_log_writes_non_finite_numbers_as_null(tmp_path: Path) -> None:
     with ResultsLog(path) as log:
         log.write({"type": "header", "schema_version": 1, "x": float("nan"), "y": [float("inf"), 1.5]})
     assert json.loads(path.read_text()) == {"type": "header", "schema_version": 1, "x": None, "y": [None, 1.5]}
+
+
+def test_latency_percentiles_are_nearest_rank_over_every_request_and_gap() -> None:
+    from types import SimpleNamespace
+
+    from mfubench.measure.sweep import latency_percentiles, percentile
+
+    assert percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.0
+    assert percentile([3.0, 1.0, 2.0, 4.0], 99) == 4.0
+    records = [SimpleNamespace(ttft_s=0.1 * (i + 1), itl_s=[0.01, 0.02], e2e_s=1.0 + i)
+               for i in range(10)]
+    out = latency_percentiles(records)  # type: ignore[arg-type]
+    assert out["ttft_s"] == {"p50": pytest.approx(0.5), "p90": pytest.approx(0.9),
+                             "p99": pytest.approx(1.0)}
+    assert out["itl_s"]["p50"] == 0.01 and out["itl_s"]["p99"] == 0.02
+    assert out["e2e_s"]["p90"] == 9.0
+    assert latency_percentiles([SimpleNamespace(ttft_s=None, itl_s=[], e2e_s=None)]) == {}  # type: ignore[list-item]

@@ -308,12 +308,16 @@ def make_row(
 
 
 def _row_extra(m: Measurement, phase: Phase, rl_measured: Roofline | None) -> dict[str, Any]:
-    """What a row carries beyond its fields: the roofline against the measured peak, and the
-    engine's own per-request phase times (vLLM's prefill/decode/queue histograms) where the
-    point recorded them, to set beside the client's timing."""
+    """What a row carries beyond its fields: the roofline against the measured peak, per-request
+    latency percentiles of its phase (TTFT, ITL, end-to-end) and the engine's own per-request
+    phase times (vLLM's prefill/decode/queue histograms) where the point recorded them."""
     extra: dict[str, Any] = {}
     if rl_measured:
         extra["measured_roofline_s"] = rl_measured.roofline_s
+    latency = m.extra.get("latency_percentiles") if isinstance(m.extra, Mapping) else None
+    wanted = {"prefill": "ttft_s", "decode": "itl_s", "total": "e2e_s"}[phase]
+    if isinstance(latency, Mapping) and isinstance(latency.get(wanted), Mapping):
+        extra[f"{wanted.removesuffix('_s')}_percentiles_s"] = dict(latency[wanted])
     server = m.extra.get("server") if isinstance(m.extra, Mapping) else None
     if isinstance(server, Mapping):
         for key in (f"{phase}_time_s", "queue_time_s"):

@@ -465,6 +465,9 @@ def _measurement(
         # decode tokens that arrived in one chunk with the previous token: the stream did not
         # resolve those steps (a busy server or client); 1.0 leaves itl_s unmeasured (None)
         extra["merged_token_fraction"] = sum(1 for g in gaps if g == 0.0) / len(gaps)
+    latency = latency_percentiles(ok)
+    if latency:
+        extra["latency_percentiles"] = latency
     server = _server_means(deltas)
     if server:
         extra["server"] = server
@@ -483,6 +486,31 @@ def _measurement(
         source=f"mfubench run, point batch={batch} input={input_tokens} output={output_tokens}",
         extra=extra,
     )
+
+
+#: The percentiles the results keep of per-request latencies.
+PERCENTILES = (50, 90, 99)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile of ``values`` (not empty)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency_percentiles(records: Sequence[RequestRecord]) -> dict[str, dict[str, float]]:
+    """p50/p90/p99 over the measured requests: TTFT and end-to-end per request, and every
+    inter-token gap of every request (the streams' own timing, not batch means)."""
+    series = {
+        "ttft_s": [r.ttft_s for r in records if r.ttft_s is not None],
+        "itl_s": [g for r in records for g in r.itl_s],
+        "e2e_s": [r.e2e_s for r in records if r.e2e_s is not None],
+    }
+    return {
+        name: {f"p{q}": percentile(values, q) for q in PERCENTILES}
+        for name, values in series.items() if values
+    }
 
 
 def _server_means(deltas: Sequence[ServerDelta | None]) -> dict[str, float]:

@@ -20,7 +20,7 @@ from mfubench import __version__
 from mfubench.analysis.explain import summary
 from mfubench.report import charts as ch
 from mfubench.report import svg, tables
-from mfubench.report.units import gib, si
+from mfubench.report.units import gib, seconds, si
 
 if TYPE_CHECKING:
     from mfubench.analysis.phases import Row, Setup
@@ -170,6 +170,25 @@ def tables_section(rows: Sequence[Row], peak_label: str) -> str:
     return "".join(out)
 
 
+def latency_section(rows: Sequence[Row]) -> str:
+    """Per-request latency percentiles, where the results carried them (mfubench runs)."""
+    cells = []
+    for r in rows:
+        for key, label in (("ttft_percentiles_s", "TTFT"), ("itl_percentiles_s", "ITL"),
+                           ("e2e_percentiles_s", "end-to-end")):
+            pcts = r.extra.get(key)
+            if isinstance(pcts, Mapping):
+                cells.append([_cell(r.phase), _cell(str(r.batch_size)),
+                              _cell(f"{r.input_tokens:g}"), _cell(f"{r.output_tokens:g}"),
+                              _cell(label),
+                              *(_cell(seconds(pcts.get(q))) for q in ("p50", "p90", "p99"))])
+    if not cells:
+        return ""
+    return _table("Latency per request (nearest-rank percentiles over every measured request; "
+                  "ITL over every gap between two tokens)",
+                  ["phase", "batch", "in", "out", "latency", "p50", "p90", "p99"], cells, [0, 4])
+
+
 def summary_section(rows: Sequence[Row]) -> str:
     """The analysis summary (:func:`mfubench.analysis.explain.summary`)."""
     lines = "".join(f"<li>{text(line)}</li>" for line in summary(rows))
@@ -307,7 +326,8 @@ def render_report(
     return page(title, subtitle, [
         ("summary", "Summary", summary_section(rows)),
         ("charts", "Charts", f'<div class="charts">{charts_section(ch.report_charts(rows, setup))}</div>'),
-        ("tables", "Tables", tables_section(rows, setup.peak_label) + limits_section(rows, setup)),
+        ("tables", "Tables", tables_section(rows, setup.peak_label) + latency_section(rows)
+         + limits_section(rows, setup)),
         ("explanations", "Explanations", explanations_section(rows)),
         ("flags", "Flags", flags_section(rows)),
         ("setup", "Setup", setup_section(setup)),
