@@ -37,6 +37,7 @@ from mfubench.measure.results_log import (
     ResultsLog,
     read_results,
 )
+from mfubench.report.console import make_console
 from mfubench.report.units import pct
 
 #: Flags of the extra vLLM arguments whose value is a secret (redacted in the header).
@@ -355,12 +356,11 @@ def point_line(point: Any) -> str:
 def _progress(total: int) -> Iterator[tuple[Callable[[str], None], Callable[[str], None]]]:
     """A rich progress bar on stderr, and above it a line per finished point (the live table):
     the first callable advances the bar by one measured round, the second prints a line."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=make_console(stderr=True),
     )
     task = progress.add_task("measuring", total=total)
     with progress:
