@@ -231,6 +231,29 @@ def test_loop_lag_probe_sees_a_blocked_loop() -> None:
     assert asyncio.run(go()) >= 0.04
 
 
+def test_one_stall_is_not_a_saturated_client() -> None:
+    """One 30 ms stall in ~150 ticks shows in the worst lag, not at the 90th percentile; a loop
+    busy most of the time shows in both."""
+
+    async def stalled_once() -> LoopLagProbe:
+        async with LoopLagProbe() as probe:
+            await asyncio.sleep(0.15)
+            time.sleep(0.03)
+            await asyncio.sleep(0.15)
+        return probe
+
+    async def busy() -> LoopLagProbe:
+        async with LoopLagProbe() as probe:
+            for _ in range(20):
+                time.sleep(0.01)  # the loop never gets a moment
+                await asyncio.sleep(0)
+        return probe
+
+    once = asyncio.run(stalled_once())
+    assert once.worst_s >= 0.02 and once.p90_s < 0.005
+    assert asyncio.run(busy()).p90_s >= 0.005
+
+
 def test_a_round_where_the_client_was_late_is_flagged_client_bound() -> None:
     def analyze(m: object) -> list[dict[str, object]]:
         return [{"phase": "total"}]

@@ -37,7 +37,7 @@ def _worker(conn: Connection, url: str, model: str, api_key: str | None, timeout
                     return
                 prompts, output_tokens, batch_size, due_s = job
                 result = await send_batch(client, prompts, output_tokens, batch_size, due_s)
-                conn.send((list(result.records), result.loop_lag_s))
+                conn.send((list(result.records), result.loop_lag_s, result.loop_lag_worst_s))
 
     with contextlib.suppress(KeyboardInterrupt, EOFError, BrokenPipeError):
         run_async(serve())
@@ -72,9 +72,10 @@ class ClientPool:
         loop = asyncio.get_running_loop()
         replies = await asyncio.gather(*(loop.run_in_executor(None, self._conns[k].recv) for k in busy))
         records: list[Any] = [None] * len(prompts)
-        for k, (slice_records, _) in zip(busy, replies, strict=True):
+        for k, (slice_records, *_) in zip(busy, replies, strict=True):
             records[k::n] = slice_records
-        return BatchResult(tuple(records), max(lag for _, lag in replies), due_s)
+        return BatchResult(tuple(records), max(r[1] for r in replies), due_s,
+                           max(r[2] for r in replies))
 
     def close(self) -> None:
         for conn in self._conns:

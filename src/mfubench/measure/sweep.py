@@ -19,8 +19,9 @@ For each point not already finished:
 Self-check, every measured round (:mod:`mfubench.measure.selfcheck`): a timer ticks every 2 ms and records how late
 it woke (event-loop lag: the client was busy), and each request's true send time is compared
 with the round's start (send-schedule lag: the client was slow to get the batch out). A point
-where, in some round, the worst loop lag exceeded ``max(LOOP_LAG_LIMIT_S, 10 % of the round's
-ITL)`` or the last request went out later than ``max(SEND_LAG_LIMIT_S, 10 % of the round's
+where, in some round, the loop was late by more than ``max(LOOP_LAG_LIMIT_S, 10 % of the round's
+ITL)`` on a tenth of its ticks or more (the 90th-percentile lag; one stall delays one stamp and
+shortens the next gap as much, so it does not bias the means) or the last request went out later than ``max(SEND_LAG_LIMIT_S, 10 % of the round's
 prefill span)`` is flagged ``client-bound``: its figures are the client's as much as the server's.
 
 A point whose usage counts or ``finish_reason`` differ from what was asked, whose requests
@@ -124,9 +125,10 @@ class RoundResult:
 
     records: tuple[RequestRecord, ...]
     delta: ServerDelta | None
-    loop_lag_s: float = 0.0
+    loop_lag_s: float = 0.0  # 90th-percentile event-loop lateness while the batch ran
     send_lag_s: float = 0.0
     retries: int = 0
+    loop_lag_worst_s: float = 0.0
 
     @property
     def client_bound(self) -> bool:
@@ -162,6 +164,7 @@ class RoundResult:
             "itl_s": self.itl_s,
             "elapsed_s": self.elapsed_s,
             "loop_lag_s": self.loop_lag_s,
+            "loop_lag_worst_s": self.loop_lag_worst_s,
             "send_lag_s": self.send_lag_s,
             "retries": self.retries,
             "server": None if self.delta is None else _delta_json(self.delta),
@@ -340,7 +343,8 @@ async def _round(
     records = batch.records
     loop_lag, send_lag = batch.loop_lag_s, batch.send_lag_s
     if before is None or any(r.error_kind in FATAL_ERROR_KINDS for r in records):
-        return RoundResult(tuple(records), None, loop_lag, send_lag)
+        return RoundResult(tuple(records), None, loop_lag, send_lag,
+                           loop_lag_worst_s=batch.loop_lag_worst_s)
     expected_prompt = sum(r.input_tokens or 0 for r in records)
     expected_generated = sum(r.output_tokens or 0 for r in records)
     deadline = time.monotonic() + settle_timeout_s
@@ -349,7 +353,8 @@ async def _round(
         delta = server_delta(before, after)
         settled = (delta.prompt_tokens or 0) >= expected_prompt and (delta.generation_tokens or 0) >= expected_generated
         if settled or delta.generation_tokens is None or time.monotonic() > deadline:
-            return RoundResult(tuple(records), delta, loop_lag, send_lag)
+            return RoundResult(tuple(records), delta, loop_lag, send_lag,
+                               loop_lag_worst_s=batch.loop_lag_worst_s)
         await asyncio.sleep(0.02)
 
 
