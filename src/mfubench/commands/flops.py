@@ -22,7 +22,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     """Options every command that counts shares: weights, KV dtype, TP, convention."""
     p.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel degree (default 1)")
     p.add_argument("--dtype", choices=WEIGHT_FORMAT_NAMES, default=None,
-                   help="how weights are stored (default: the config's dtype and quantization)")
+                   help="how weights are stored (default: the config's dtype and quantization): "
+                        "bf16/fp16/fp32 plain; fp8 and int8 are W8A8 (the matmuls run at the fp8/"
+                        "int8 peak); int4 is W4A16 AWQ/GPTQ and mxfp4 W4A16 (bf16 peak)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: the model dtype)")
     p.add_argument("--convention", choices=CONVENTIONS, default="causal",
                    help="what FLOPs count (see docs/counting.md; default causal)")
