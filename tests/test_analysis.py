@@ -197,3 +197,18 @@ def test_latency_percentiles_ride_along_by_phase(seed_setup) -> None:  # type: i
     assert rows["prefill"].extra["ttft_percentiles_s"] == pct["ttft_s"]
     assert rows["decode"].extra["itl_percentiles_s"] == pct["itl_s"]
     assert "e2e_percentiles_s" not in rows["total"].extra
+
+
+def test_tp_defaults_to_the_device_count_and_an_explicit_mismatch_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Regression: --tp defaulted to 1, so `run --hardware 4xH100-SXM` without --tp failed, and
+    analyze turned an explicit --tp 1 on 4 devices silently into 4."""
+    from mfubench.cli import main
+
+    base = ["roofline", LLAMA70, "--hardware", "4xH100-SXM", "-b", "1", "-i", "16", "-o", "2",
+            "--json"]
+    assert main(base) == 0
+    assert json.loads(capsys.readouterr().out)["tp"] == 4
+    assert main([*base, "--tp", "1"]) != 0
+    assert "--tp 1" in capsys.readouterr().err

@@ -32,8 +32,7 @@ def add_setup_options(p: argparse.ArgumentParser, model_option: bool = True) -> 
 def setup_from_args(args: argparse.Namespace) -> Setup:
     spec = resolve_model(args.model, args.dtype)
     hardware = parse_hardware(args.hardware)
-    tp = args.tp if args.tp != 1 or hardware.count == 1 else hardware.count
-    return make_setup(spec, hardware, check_convention(args.convention), tp, args.kv_dtype,
+    return make_setup(spec, hardware, check_convention(args.convention), args.tp, args.kv_dtype,
                       args.allreduce_latency_s)
 
 

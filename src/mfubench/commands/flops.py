@@ -20,7 +20,8 @@ from mfubench.report.units import si
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """Options every command that counts shares: weights, KV dtype, TP, convention."""
-    p.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel degree (default 1)")
+    p.add_argument("--tp", type=positive_int, default=None,
+                   help="tensor-parallel degree (default: the device count of --hardware, else 1)")
     p.add_argument("--dtype", choices=WEIGHT_FORMAT_NAMES, default=None,
                    help="how weights are stored (default: the config's dtype and quantization): "
                         "bf16/fp16/fp32 plain; fp8 and int8 are W8A8 (the matmuls run at the fp8/"
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         output_tokens=args.output_tokens,
         context=args.context,
         batch=args.batch,
-        tp=args.tp,
+        tp=args.tp or 1,
         kv_dtype=args.kv_dtype,
         convention=check_convention(args.convention),
     )

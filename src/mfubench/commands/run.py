@@ -64,7 +64,8 @@ def register(sub: Any) -> None:
     p.add_argument("--repeats", type=positive_int, default=3, help="measured rounds per point (default 3)")
     p.add_argument("--warmup", type=nonnegative_int, default=1, help="unmeasured rounds per point first (default 1)")
     p.add_argument("--convention", default="causal", help="what FLOPs count (as for `mfubench flops`; default causal)")
-    p.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel degree of the server (default 1)")
+    p.add_argument("--tp", type=positive_int, default=None,
+                   help="tensor-parallel degree of the server (default: the device count of --hardware)")
     p.add_argument("--served-model", metavar="NAME", help="the name the server knows (default: the first of /v1/models)")
     p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (sent as Bearer)")
     p.add_argument("--out", type=Path, default=Path("results.jsonl"), help="results file (default results.jsonl)")
