@@ -137,3 +137,11 @@ def test_fp8_kv_cache_halves_kv_bytes() -> None:
 def test_moe_spec_rejects_top_k_above_experts() -> None:
     with pytest.raises(ValueError):
         replace(MoE(8, 2, 16), top_k=9)
+
+
+def test_decode_span_bytes_are_the_steps_summed() -> None:
+    s = spec(model_type="mistral", sliding_window=40, num_key_value_heads=2)
+    span = memory.decode_span_bytes(s, 3, 30, 25, tp=2)
+    steps = [memory.decode_bytes(s, DecodeStep.uniform(3, 30 + k), tp=2) for k in range(25)]
+    assert span.total == pytest.approx(sum(b.total for b in steps))
+    assert span.read["kv_cache"] == pytest.approx(sum(b.read["kv_cache"] for b in steps))

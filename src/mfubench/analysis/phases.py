@@ -37,7 +37,7 @@ from mfubench.analysis.roofline import DEFAULT_ALLREDUCE_LATENCY_S, Machine, Roo
 from mfubench.counting import flops as fl
 from mfubench.counting import memory
 from mfubench.counting.components import check_tp
-from mfubench.counting.workload import Convention, DecodeStep, PrefillChunk, keys_attended
+from mfubench.counting.workload import Convention, PrefillChunk
 from mfubench.errors import MfubenchError
 from mfubench.hardware.dtypes import compute_dtype
 from mfubench.hardware.spec import HardwareSpec
@@ -160,13 +160,7 @@ def decode_work(setup: Setup, batch: int, input_tokens: int, steps: int) -> Work
     if steps <= 0:
         return Work(0, 0, 0, 0, 0)
     f = fl.decode_span(spec, batch, input_tokens, steps)
-    one = memory.decode_bytes(spec, DecodeStep.uniform(batch, input_tokens), setup.kv_dtype, tp)
-    weights = sum(v for k, v in one.read.items() if k != "kv_cache")
-    per_layer = memory.kv_bytes_per_token_layer(spec, setup.kv_dtype, tp)
-    kv_read = batch * per_layer * sum(
-        keys_attended(input_tokens + 1, input_tokens + steps, layer.window) for layer in spec.layers
-    )
-    total_bytes = steps * (weights + one.write["kv_cache"]) + kv_read
+    total_bytes = memory.decode_span_bytes(spec, batch, input_tokens, steps, setup.kv_dtype, tp).total
     return Work(fl.total(f), sum(fl.per_gpu(spec, f, tp).values()), total_bytes,
                 2 * spec.num_layers * steps, batch * spec.hidden_size * ACTIVATION_BYTES)
 

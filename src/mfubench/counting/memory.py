@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from mfubench.counting.components import check_tp, components, kv_heads_per_gpu, shard_fraction
-from mfubench.counting.workload import DecodeStep, PrefillChunk
+from mfubench.counting.workload import DecodeStep, PrefillChunk, keys_attended
 from mfubench.model.quant import DTYPE_BYTES, normalize_dtype
 from mfubench.model.spec import ModelSpec
 
@@ -156,6 +156,24 @@ def decode_bytes(spec: ModelSpec, step: DecodeStep, kv_dtype: str | None = None,
     read = _weights_touched(spec, step.batch, tp)
     read["kv_cache"] = _kv_read(spec, [c + 1 for c in step.contexts], kv_dtype, tp)
     write = {"kv_cache": kv_bytes_per_token(spec, kv_dtype, tp) * step.batch}
+    return StepBytes(read, write)
+
+
+def decode_span_bytes(
+    spec: ModelSpec, batch: int, first_context: int, steps: int, kv_dtype: str | None = None,
+    tp: int = 1,
+) -> StepBytes:
+    """Bytes of ``steps`` consecutive decode steps of ``batch`` sequences whose cache holds
+    ``first_context`` tokens before the first step, per GPU: :func:`decode_bytes` summed over the
+    steps in closed form (weights once per step, the KV read growing by one token per step)."""
+    if steps <= 0:
+        return StepBytes({}, {})
+    read = {k: v * steps for k, v in _weights_touched(spec, batch, tp).items()}
+    per_layer = kv_bytes_per_token_layer(spec, kv_dtype, tp)
+    read["kv_cache"] = batch * per_layer * sum(
+        keys_attended(first_context + 1, first_context + steps, layer.window) for layer in spec.layers
+    )
+    write = {"kv_cache": kv_bytes_per_token(spec, kv_dtype, tp) * batch * steps}
     return StepBytes(read, write)
 
 
