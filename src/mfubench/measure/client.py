@@ -407,38 +407,33 @@ class CompletionClient:
 
     async def get_text(self, path: str, timeout_s: float = 30.0) -> str:
         """``GET path`` as text; :class:`ServerError` on any failure."""
+        return await self._request("GET", path, None, timeout_s)
+
+    async def post_json(self, path: str, body: Any, timeout_s: float = 30.0) -> Any:
+        """``POST path`` with a JSON body, answered as JSON; :class:`ServerError` on any failure."""
+        text = await self._request("POST", path, body, timeout_s)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ServerError(f"POST {self.base_url}{path} did not answer JSON: {_excerpt(text)}") from exc
+
+    async def _request(self, method: str, path: str, body: Any, timeout_s: float) -> str:
+        """One non-streaming request's text, every failure (refused, time-out, an HTTP status
+        other than 200, a broken connection) as one :class:`ServerError` line."""
         url = f"{self.base_url}{path}"
         try:
-            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+            async with self.session.request(method, url, json=body,
+                                            timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
                 text = await resp.text(errors="replace")
                 if resp.status != 200:
-                    raise ServerError(f"GET {url}: HTTP {resp.status}: {_excerpt(text)}")
+                    raise ServerError(f"{method} {url}: HTTP {resp.status}: {_excerpt(text)}")
                 return text
         except aiohttp.ClientConnectorError as exc:
             raise ServerError(f"cannot connect to {self.base_url}: {exc.os_error}") from exc
         except TimeoutError as exc:
-            raise ServerError(f"GET {url}: no answer within {timeout_s:.0f} s") from exc
+            raise ServerError(f"{method} {url}: no answer within {timeout_s:.0f} s") from exc
         except aiohttp.ClientError as exc:
-            raise ServerError(f"GET {url}: {type(exc).__name__}: {_one_line(exc)}") from exc
-
-    async def post_json(self, path: str, body: Any, timeout_s: float = 30.0) -> Any:
-        """``POST path`` with a JSON body, answered as JSON; :class:`ServerError` on any failure."""
-        url = f"{self.base_url}{path}"
-        try:
-            async with self.session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
-                text = await resp.text(errors="replace")
-                if resp.status != 200:
-                    raise ServerError(f"POST {url}: HTTP {resp.status}: {_excerpt(text)}")
-        except aiohttp.ClientConnectorError as exc:
-            raise ServerError(f"cannot connect to {self.base_url}: {exc.os_error}") from exc
-        except TimeoutError as exc:
-            raise ServerError(f"POST {url}: no answer within {timeout_s:.0f} s") from exc
-        except aiohttp.ClientError as exc:
-            raise ServerError(f"POST {url}: {type(exc).__name__}: {_one_line(exc)}") from exc
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ServerError(f"POST {url} did not answer JSON: {_excerpt(text)}") from exc
+            raise ServerError(f"{method} {url}: {type(exc).__name__}: {_one_line(exc)}") from exc
 
     async def models(self) -> list[str]:
         """Ids of the models ``/v1/models`` lists."""
