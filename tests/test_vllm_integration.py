@@ -163,14 +163,14 @@ def test_convention_vllm_matches_the_engine_counter_within_one_percent(
     every point, through the real analysis (prefill and decode rows with MFU and MBU). The
     hardware only scales MFU/MBU; a catalog GPU stands in because this CPU may not be
     calibrated (``cpu`` needs ``mfubench calibrate`` first)."""
-    phases = pytest.importorskip("mfubench.analysis.phases")
+    from mfubench.analysis.phases import analyze_point, make_setup
     from mfubench.hardware.spec import parse_hardware
     from mfubench.model.registry import load_model
 
-    model, hardware = load_model(str(model_dir)), parse_hardware("H100-SXM")
+    setup = make_setup(load_model(str(model_dir)), parse_hardware("H100-SXM"), "vllm", 1)
 
     def analyze(m: Measurement) -> list[dict[str, Any]]:
-        return list(phases.analyze_measurement(m, model, hardware, "vllm", 1))
+        return [row.to_dict() for row in analyze_point(setup, m)]
 
     async def go() -> list[PointResult]:
         async with CompletionClient(server.url, model=str(model_dir), timeout_s=60) as client:

@@ -410,11 +410,3 @@ def analyze(setup: Setup, measurements: Sequence[Measurement]) -> list[Row]:
     for m in measurements:
         rows.extend(analyze_point(setup, m, measurements))
     return rows
-
-
-def analyze_measurement(
-    m: Measurement, model: ModelSpec, hardware: HardwareSpec, convention: Convention, tp: int
-) -> list[dict[str, Any]]:
-    """One point's rows as dicts: the callable the live sweep hands each finished point to."""
-    setup = make_setup(model, hardware, convention, tp)
-    return [r.to_dict() for r in analyze_point(setup, m)]
