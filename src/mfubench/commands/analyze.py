@@ -52,12 +52,10 @@ def register(sub: Any) -> None:
 
 
 def load_all(paths: list[str], requested: float | None = None) -> list[Any]:
-    from mfubench.io.importers import load_measurements
+    """Every measured point of ``paths`` (any format the importers read)."""
+    from mfubench.commands.report import load_sources  # report builds on this module
 
-    measurements = []
-    for path in paths:
-        measurements.extend(load_measurements(path, requested_output_tokens=requested))
-    return measurements
+    return load_sources(paths, requested)[0]
 
 
 def run(args: argparse.Namespace) -> int:
