@@ -24,9 +24,9 @@ from mfubench.hardware.catalog import find
 
 #: CPU feature flags that decide how fast a CPU GEMM can be (x86 and Arm spellings).
 INTERESTING_FLAGS: tuple[str, ...] = (
-    "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
-    "amx_tile", "amx_bf16", "amx_int8", "amx_fp16", "asimd", "asimddp", "sve", "sve2", "bf16",
-    "i8mm", "sme",
+    "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
+    "amx_tile", "amx_bf16", "amx_int8", "amx_fp16", "asimd", "asimdhp", "asimddp", "sve", "sve2",
+    "bf16", "i8mm", "sme",
 )
 
 #: Catalog entries that drivers list per die, with the dies per catalog device.
