@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,25 @@ def test_calibrate_then_show_cpu(capsys: pytest.CaptureFixture[str], cache: Path
     out = capsys.readouterr().out
     assert "GFLOP/s" in out or "TFLOP/s" in out
     assert "saved" not in out
+
+
+def test_calibrate_and_show_cpu_print_the_ceiling_beside_the_measurement(
+        capsys: pytest.CaptureFixture[str], cache: Path) -> None:
+    assert main(["calibrate", "--threads", "1", "--quick", "--model", "Qwen/Qwen3-8B",
+                 "--dtypes", "fp32"]) == 0
+    out = capsys.readouterr().out.replace("\n", " ")
+    assert re.search(r"ceiling: (1 core\(s\) x [0-9.]+ GHz|the machine reveals no clock)", out)
+    assert "fp32 peak reached by" in out and "Qwen/Qwen3-8B" in out
+    data = _json(capsys, ["hardware", "show", "cpu:1", "--json"])
+    assert isinstance(data, dict)
+    ceiling = data["ceiling"]
+    assert ceiling["cores"] == 1 and "fp32" in ceiling["instructions"]
+    assert data["calibration"]["shapes_from"] == "Qwen/Qwen3-8B"
+    # the linear shapes of Qwen3-8B (hidden 4096, 32 + 2 x 8 heads of 128) were timed
+    assert {"k": 4096, "n": 6144} in [{"k": g["k"], "n": g["n"]} for g in data["calibration"]["gemms"]]
+    assert main(["hardware", "show", "cpu:1"]) == 0
+    shown = capsys.readouterr().out
+    assert "ceiling (ISA x cores x clock)" in shown and "measured fp32 peak reached by" in shown
 
 
 def test_detect_json(capsys: pytest.CaptureFixture[str]) -> None:

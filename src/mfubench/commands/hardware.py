@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from rich.console import Console
@@ -19,6 +19,7 @@ from rich.table import Table
 
 from mfubench.hardware.calibrate import list_calibrations
 from mfubench.hardware.catalog import Accelerator, load_catalog
+from mfubench.hardware.cpu_ceiling import CpuCeiling, local_ceiling
 from mfubench.hardware.detect import Detected, detect
 from mfubench.hardware.dtypes import COMPUTE_DTYPES
 from mfubench.hardware.spec import HardwareSpec, parse_hardware
@@ -71,13 +72,22 @@ def accelerator_dict(acc: Accelerator) -> dict[str, Any]:
 
 
 def spec_dict(spec: HardwareSpec) -> dict[str, Any]:
-    """The JSON form of a ``--hardware`` value: the entry, its count and any local calibration."""
-    return {
+    """The JSON form of a ``--hardware`` value: the entry, its count, any local calibration and,
+    for ``cpu``, the CPU's theoretical ceiling now (:mod:`mfubench.hardware.cpu_ceiling`)."""
+    out = {
         **accelerator_dict(spec.accelerator),
         "spec": spec.name,
         "count": spec.count,
         "calibration": None if spec.calibration is None else spec.calibration.to_dict(),
     }
+    if spec.measured:
+        out["ceiling"] = _cpu_ceiling(spec).to_dict()
+    return out
+
+
+def _cpu_ceiling(spec: HardwareSpec) -> CpuCeiling:
+    threads = spec.calibration.threads if spec.calibration else None
+    return local_ceiling(threads)
 
 
 def detected_dict(found: Detected) -> dict[str, Any]:
@@ -168,6 +178,10 @@ def _show(name: str, as_json: bool) -> int:
         table.add_column("measured here", justify="right")
     if spec.count > 1:
         table.add_column(f"x{spec.count}", justify="right")
+    ceiling = _cpu_ceiling(spec) if acc.measured else None
+    if ceiling is not None:
+        table.add_column("ceiling (ISA x cores x clock)", justify="right")
+        table.add_column("instruction")
     digits = 4 if acc.measured else 6
     for dtype in COMPUTE_DTYPES:
         row = [dtype, _flops(spec.peak_flops(dtype), digits)]
@@ -175,8 +189,20 @@ def _show(name: str, as_json: bool) -> int:
             row.append(_flops(spec.peak_flops(dtype, measured=True), 4))
         if spec.count > 1:
             row.append(_flops(spec.total_peak_flops(dtype), digits))
+        if ceiling is not None:
+            ins = ceiling.instructions.get(dtype)
+            row += [_flops(ceiling.peak_flops.get(dtype), 4), ins.name if ins else "-"]
         table.add_row(*row)
     console.print(table)
+    if ceiling is not None and spec.calibration is not None:
+        from mfubench.commands.calibrate import ceiling_notes
+
+        for note in ceiling_notes(replace(spec.calibration, ceiling=ceiling.to_dict())):
+            console.print(note, highlight=False)
+        for dtype in spec.calibration.peak_flops:
+            best = spec.calibration.best(dtype)
+            if best is not None:
+                console.print(f"measured {dtype} peak reached by {best.label}", highlight=False)
     bandwidth = _bandwidth(acc.memory_bandwidth, digits)
     if calibrated and spec.calibration is not None:
         bandwidth += f" (measured here: {_bandwidth(spec.calibration.memory_bandwidth, 4)})"

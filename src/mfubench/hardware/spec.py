@@ -102,16 +102,22 @@ def cpu_accelerator(calibration: Calibration, memory_capacity: float, vendor: st
 
 
 def _cpu_spec(threads: int | None) -> HardwareSpec:
+    """This CPU with the stored calibration of ``threads`` threads (newest if None) made under
+    the ISA caps in force now (an AVX2-capped run is another device than the uncapped CPU)."""
+    from mfubench.hardware.cpu_isa import cpu_isa
     from mfubench.hardware.detect import detect_cpu
 
     cpu = detect_cpu()
+    caps = cpu_isa(cpu.flags).limits
     if threads is not None:
-        calibration = load_calibration(device_key("cpu", cpu.model, threads))
+        calibration = load_calibration(device_key("cpu", cpu.model, threads, caps))
     else:
-        mine = [c for c in list_calibrations() if c.backend == "cpu" and c.device == cpu.model]
+        mine = [c for c in list_calibrations()
+                if c.backend == "cpu" and c.device == cpu.model and c.isa_caps == caps]
         calibration = mine[0] if mine else None
     if calibration is None:
         with_threads = f" with {threads} thread(s)" if threads is not None else ""
+        with_threads += f" under {', '.join(caps)}" if caps else ""
         flag = f" --threads {threads}" if threads is not None else " --threads N"
         raise MfubenchError(
             f"no stored calibration for this CPU ({cpu.model}){with_threads}: "
