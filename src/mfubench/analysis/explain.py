@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mfubench.report.units import pct, seconds
+from mfubench.analysis.above_peak import ABOVE_PEAK, likely_causes
+from mfubench.report.units import pct, seconds, util
 
 if TYPE_CHECKING:
     from mfubench.analysis.phases import Row, Setup
@@ -24,10 +25,12 @@ def explain_row(setup: Setup, row: Row) -> str:
             f"{row.arithmetic_intensity:.3g} FLOP/byte against a ridge of {row.ridge:.3g}")
     parts = [head]
     if row.mfu is not None and row.mbu is not None:
-        parts.append(f"MFU {pct(row.mfu)}, MBU {pct(row.mbu)}")
+        parts.append(f"MFU {util(row.mfu)}, MBU {util(row.mbu)}")
     if row.efficiency is not None and row.roofline_s is not None:
-        parts.append(f"{pct(row.efficiency, 0)} of the roofline's speed "
+        parts.append(f"{util(row.efficiency, 0)} of the roofline's speed "
                      f"({seconds(row.roofline_s)} best case vs {seconds(row.seconds)} measured)")
+    if row.above_peak:
+        parts.append("above the peak, so these are not utilisations: see the above-peak flag")
     advice = _advice(setup, row)
     text = "; ".join(parts) + "."
     return text + (" " + advice if advice else "")
@@ -57,10 +60,17 @@ def _advice(setup: Setup, row: Row) -> str:
 
 
 def summary(rows: Sequence[Row]) -> list[str]:
-    """A few sentences over all rows: the best point of each phase and the pattern."""
+    """A few sentences over all rows: the best point of each phase and the pattern.
+
+    The ranges are of the rows within the peak; rows above it are counted and named apart, so
+    no figure above 100 % appears as a utilisation."""
     out: list[str] = []
     for phase in ("prefill", "decode"):
-        sel = [r for r in rows if r.phase == phase and r.mfu is not None]
+        measured = [r for r in rows if r.phase == phase and r.mfu is not None]
+        sel = [r for r in measured if not r.above_peak]
+        if measured and not sel:
+            out.append(f"{phase}: every row is above the peak, so no utilisation is given.")
+            continue
         if not sel:
             continue
         best = max(sel, key=lambda r: r.mfu or 0.0)
@@ -70,8 +80,16 @@ def summary(rows: Sequence[Row]) -> list[str]:
         mbus = [r.mbu for r in sel if r.mbu is not None]
         if phase == "decode" and mbus:
             line += f"; MBU {pct(min(mbus))} to {pct(max(mbus))}: decode is judged by MBU, not MFU"
+        if len(sel) < len(measured):
+            line += f" (over the {len(sel)} of {len(measured)} rows within the peak)"
         out.append(line + ".")
-    flagged = [r for r in rows if r.flags]
+    over = [r for r in rows if r.above_peak]
+    if over:
+        where = ", ".join(f"{r.phase} b={r.batch_size}" for r in over)
+        likely = likely_causes(over[0], over[0].above_peak)[0]
+        out.append(f"{len(over)} row(s) are above the peak ({where}): a figure over 100 % is not "
+                   f"a utilisation but a wrong peak, time or count; most likely {likely}.")
+    flagged = [r for r in rows if any(not f.startswith(ABOVE_PEAK) for f in r.flags)]
     if flagged:
         out.append(f"{len(flagged)} row(s) carry flags (early stops, estimated times); see the flags column.")
     return out

@@ -24,14 +24,17 @@ For each row::
 ``mfu``/``mbu`` use the datasheet (dense) peak; ``mfu_measured``/``mbu_measured`` the calibrated
 peak when one exists (for ``cpu`` the measured peak *is* the peak, and ``mfu`` uses it).
 A dtype the device has no peak for gives ``mfu = None``, never a number against the wrong peak.
+A row where any of these exceeds 1 keeps its figures, lists them in ``above_peak`` and carries
+the ``above-peak`` flag with the likely cause (:mod:`mfubench.analysis.above_peak`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from mfubench.analysis.above_peak import above_peak, above_peak_flag
 from mfubench.analysis.measurement import Measurement
 from mfubench.analysis.roofline import DEFAULT_ALLREDUCE_LATENCY_S, Machine, Roofline, roofline
 from mfubench.counting import flops as fl
@@ -224,10 +227,12 @@ class Row:
     server_write_bytes: float | None = None
     explanation: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    above_peak: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["flags"] = list(self.flags)
+        d["above_peak"] = list(self.above_peak)
         d["extra"] = dict(self.extra)
         return d
 
@@ -261,7 +266,7 @@ def make_row(
             return None
         return rate / (mach.total_peak_flops if kind == "f" else mach.memory_bandwidth)
 
-    return Row(
+    row = Row(
         batch_size=batch,
         input_tokens=m.input_tokens,
         output_tokens=m.output_tokens,
@@ -299,6 +304,10 @@ def make_row(
         server_write_bytes=m.server_write_bytes if server else None,
         extra=_row_extra(m, phase, rl_measured),
     )
+    over = above_peak(row)
+    if not over:
+        return row
+    return replace(row, above_peak=over, flags=(*row.flags, above_peak_flag(row, over)))
 
 
 def _row_extra(m: Measurement, phase: Phase, rl_measured: Roofline | None) -> dict[str, Any]:
@@ -397,8 +406,6 @@ def _positive_or_flag(seconds: float, how: str) -> tuple[float | None, str, list
 
 
 def _explained(setup: Setup, row: Row) -> Row:
-    from dataclasses import replace
-
     from mfubench.analysis.explain import explain_row
 
     return replace(row, explanation=explain_row(setup, row))

@@ -29,7 +29,8 @@ from mfubench.commands.report import load_sources, write_text
 from mfubench.errors import MfubenchError
 from mfubench.report.console import make_console
 from mfubench.report.html import Source, render_compare
-from mfubench.report.units import pct
+from mfubench.report.tables import ABOVE_PEAK_LEGEND
+from mfubench.report.units import util
 
 Key = tuple[str, int, int, int]
 """(phase, batch size, prompt tokens, requested output tokens) of a row."""
@@ -113,7 +114,7 @@ def table_cells(runs: Sequence[Run], matches: Sequence[Match]) -> tuple[list[str
         phase, batch, inp, out = m.key
         line = [phase, str(batch), str(inp), str(out)]
         for i, row in enumerate(m.rows):
-            line += [pct(row.mfu, 2) if row else "-", pct(row.mbu) if row else "-",
+            line += [util(row.mfu, 2) if row else "-", util(row.mbu) if row else "-",
                      _num(row.seconds if row else None)]
             if i:
                 line += [_times(m.ratio(i, "mfu")), _times(m.ratio(i, "seconds"))]
@@ -136,6 +137,7 @@ def to_json(setup: Setup, runs: Sequence[Run], matches: Sequence[Match]) -> dict
                 "seconds": row.seconds if row else None,
                 "bound": row.bound if row else None,
                 "flags": list(row.flags) if row else [],
+                "above_peak": list(row.above_peak) if row else [],
                 "mfu_ratio": m.ratio(i, "mfu"),
                 "mbu_ratio": m.ratio(i, "mbu"),
                 "seconds_ratio": m.ratio(i, "seconds"),
@@ -209,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
     for r in runs:
         console.print(f"{r.label}: {', '.join(s.path for s in r.sources)}", highlight=False)
     console.print(table)
+    if any(row is not None and row.above_peak for m in matches for row in m.rows):
+        console.print(ABOVE_PEAK_LEGEND, highlight=False)
     if args.output:
         console.print(f"wrote {args.output}")
     return 0

@@ -38,7 +38,7 @@ from mfubench.measure.results_log import (
     read_results,
 )
 from mfubench.report.console import make_console
-from mfubench.report.units import pct
+from mfubench.report.units import util
 
 #: Flags of the extra vLLM arguments whose value is a secret (redacted in the header).
 _SECRET_FLAGS = ("--api-key",)
@@ -347,7 +347,8 @@ def point_line(point: Any) -> str:
         seconds, mfu, mbu = row.get("seconds"), row.get("mfu"), row.get("mbu")
         timing = "-" if seconds is None else f"{seconds:.3g} s"
         bound = f"{row['bound']}-bound" if row.get("bound") else "no peak"
-        parts.append(f"{row.get('phase')} {timing} MFU {pct(mfu)} MBU {pct(mbu)} ({bound})")
+        parts.append(f"{row.get('phase')} {timing} MFU {util(mfu)} MBU {util(mbu)} ({bound})"
+                     + (" above the peak" if row.get("above_peak") else ""))
     if point.flags:
         parts.append("flagged: " + ", ".join(str(f).split(":")[0] for f in point.flags))
     return " | ".join(parts)

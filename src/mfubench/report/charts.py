@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from mfubench.report.units import pct, seconds, si
+from mfubench.report.units import ABOVE_PEAK_MARK, seconds, si, util
 
 if TYPE_CHECKING:
     from mfubench.analysis.phases import Row, Setup
@@ -175,7 +175,7 @@ def roofline_chart(rows: Sequence[Row], setup: Setup) -> Chart:
                 continue
             pts.append(Point(r.arithmetic_intensity, y, f"{phase[0].upper()}{r.batch_size}",
                              _row_title(r, f"{r.arithmetic_intensity:.3g} FLOP/byte, "
-                                           f"{si(y, 'FLOP/s')} per device, MFU {pct(r.mfu)}"),
+                                           f"{si(y, 'FLOP/s')} per device, MFU {util(r.mfu)}"),
                              hollow=bool(r.flags)))
             xs.append(r.arithmetic_intensity)
         if pts:
@@ -251,8 +251,10 @@ def _by_batch_chart(
                 v = value(r)
                 if finite_positive(v):
                     assert v is not None
-                    pts.append(Point(float(r.batch_size), v, "", _row_title(r, describe(r, v)),
-                                     hollow=bool(r.flags)))
+                    # a utilisation over 1 is labelled on the chart itself, not only in its tooltip
+                    over = y_axis.unit == "fraction" and v > 1.0
+                    pts.append(Point(float(r.batch_size), v, f"{ABOVE_PEAK_MARK} above peak" if over else "",
+                                     _row_title(r, describe(r, v)), hollow=bool(r.flags)))
                 ref = reference(r) if reference else None
                 if finite_positive(ref):
                     assert ref is not None
@@ -276,14 +278,14 @@ def utilization_charts(rows: Sequence[Row], setup: Setup) -> list[Chart]:
         f"devices x peak); peak: {denominator}. Dashed: the MFU a run at exactly the "
         "roofline time would reach. Hollow markers carry flags.",
         rows, ("prefill", "decode"), Axis("MFU", "fraction"), lambda r: r.mfu,
-        lambda r, v: f"MFU {pct(v, 2)}", lambda r: r.mfu_ceiling, "roofline ceiling")
+        lambda r, v: f"MFU {util(v, 2)}", lambda r: r.mfu_ceiling, "roofline ceiling")
     mbu = _by_batch_chart(
         "mbu", "MBU against batch size",
         "Log scale. MBU = bytes moved per device / (seconds x memory bandwidth of one device). Decode is "
         "judged by MBU: each step streams the weights and the KV cache. Dashed: the roofline "
         "ceiling. Hollow markers carry flags.",
         rows, ("prefill", "decode"), Axis("MBU", "fraction"), lambda r: r.mbu,
-        lambda r, v: f"MBU {pct(v)}", lambda r: r.mbu_ceiling, "roofline ceiling")
+        lambda r, v: f"MBU {util(v)}", lambda r: r.mbu_ceiling, "roofline ceiling")
     return [mfu, mbu]
 
 
@@ -379,11 +381,11 @@ def compare_charts(runs: Sequence[tuple[str, Sequence[Row]]]) -> list[Chart]:
         _by_batch_chart("compare-mfu", "MFU against batch size, by run",
                         "Colour: run; marker: phase (circle prefill, square decode). Later runs dashed.",
                         [], ("prefill", "decode"), Axis("MFU", "fraction"), lambda r: r.mfu,
-                        lambda r, v: f"MFU {pct(v, 2)}", runs=runs),
+                        lambda r, v: f"MFU {util(v, 2)}", runs=runs),
         _by_batch_chart("compare-mbu", "MBU against batch size, by run",
                         "Colour: run; marker: phase (circle prefill, square decode). Later runs dashed.",
                         [], ("prefill", "decode"), Axis("MBU", "fraction"), lambda r: r.mbu,
-                        lambda r, v: f"MBU {pct(v)}", runs=runs),
+                        lambda r, v: f"MBU {util(v)}", runs=runs),
         _by_batch_chart("compare-latency", "Latency against batch size, by run",
                         "prefill seconds and decode seconds per step (output tokens - 1).",
                         [], ("prefill", "decode"), Axis("seconds", "seconds"), _latency,

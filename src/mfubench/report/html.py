@@ -17,10 +17,11 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from mfubench import __version__
+from mfubench.analysis.above_peak import ABOVE_PEAK
 from mfubench.analysis.explain import summary
 from mfubench.report import charts as ch
 from mfubench.report import svg, tables
-from mfubench.report.units import gib, seconds, si
+from mfubench.report.units import ABOVE_PEAK_MARK, gib, seconds, si
 
 if TYPE_CHECKING:
     from mfubench.analysis.phases import Row, Setup
@@ -70,9 +71,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _cell(value: str) -> str:
-    """A table cell from the tables module's formatters (``-`` means missing there)."""
-    return MISSING if value.strip() in ("", "-") else escape(value)
+def _cell(value: str, title: str = "above-peak") -> str:
+    """A table cell from the tables module's formatters (``-`` means missing there); a
+    utilisation above 100 % (marked by :func:`~mfubench.report.units.util`) is highlighted,
+    with ``title`` as its tooltip."""
+    if value.strip() in ("", "-"):
+        return MISSING
+    if ABOVE_PEAK_MARK in value:
+        return f'<span class="above-peak" title="{escape(title, quote=True)}">{escape(value)}</span>'
+    return escape(value)
 
 
 # ----------------------------------------------------------------------------- sections
@@ -165,9 +172,16 @@ def tables_section(rows: Sequence[Row], peak_label: str) -> str:
     left = [i for i, h in enumerate(headers) if h in ("bound", "flags")]
     out = []
     for phase, sel in tables.by_phase(rows).items():
-        cells = [[_cell(fn(r)) for _, fn in columns] for r in sel]
+        cells = [[_cell(fn(r), _above_peak_text(r)) for _, fn in columns] for r in sel]
         out.append(_table(tables.title(phase, sel, peak_label), headers, cells, left))
+        if tables.any_above_peak(sel):
+            out.append(f'<p class="above-peak-legend">{text(tables.ABOVE_PEAK_LEGEND)}</p>')
     return "".join(out)
+
+
+def _above_peak_text(row: Row) -> str:
+    """The row's above-peak flag (the tooltip of its marked cells)."""
+    return next((f for f in row.flags if f.startswith(ABOVE_PEAK)), ABOVE_PEAK)
 
 
 def latency_section(rows: Sequence[Row]) -> str:
@@ -278,6 +292,8 @@ table.data tbody tr:nth-child(even){background:#fafbfc}
 ul.summary li{margin:2px 0;font-weight:500}
 ol.explain li,ul.flags li{margin:4px 0}
 .src{color:var(--muted);font-size:12px}
+.above-peak{color:#B91C1C;font-weight:700;background:#FEE2E2;border-radius:3px;padding:0 3px}
+p.above-peak-legend{color:#B91C1C;font-size:12.5px;margin:-10px 0 14px}
 .tag{display:inline-block;border-radius:4px;padding:0 6px;font-size:11px;color:#fff;
 font-weight:600;vertical-align:1px}
 .tag-prefill{background:#0072B2}.tag-decode{background:#D55E00}.tag-total{background:#009E73}

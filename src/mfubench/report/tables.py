@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from mfubench.report.units import pct, si
+from mfubench.report.units import ABOVE_PEAK_MARK, si, util
 
 if TYPE_CHECKING:
     from mfubench.analysis.phases import Row
@@ -29,15 +29,24 @@ COLUMNS: tuple[tuple[str, Any], ...] = (
     ("seconds", lambda r: "-" if r.seconds is None else f"{r.seconds:.4g}"),
     ("FLOPs", lambda r: si(r.flops, "FLOP")),
     ("achieved", lambda r: si(r.achieved_flops_per_s, "FLOP/s")),
-    ("MFU", lambda r: pct(r.mfu, 2)),
+    ("MFU", lambda r: util(r.mfu, 2)),
     ("bytes/GPU", lambda r: si(r.bytes, "B")),
-    ("MBU", lambda r: pct(r.mbu)),
+    ("MBU", lambda r: util(r.mbu)),
     ("FLOP/B", lambda r: f"{r.arithmetic_intensity:.3g}"),
     ("bound", lambda r: r.bound or "-"),
     ("roofline s", lambda r: "-" if r.roofline_s is None else f"{r.roofline_s:.4g}"),
-    ("eff.", lambda r: pct(r.efficiency, 0)),
+    ("eff.", lambda r: util(r.efficiency, 0)),
     ("flags", lambda r: ", ".join(f.split(":")[0] for f in r.flags) or ""),
 )
+
+
+#: Printed under tables that hold an above-peak figure.
+ABOVE_PEAK_LEGEND = (f"{ABOVE_PEAK_MARK} above 100 % of the peak: not a utilisation (a peak, a time "
+                     "or a count is wrong); the row's above-peak flag names the likely cause")
+
+
+def any_above_peak(rows: Sequence[Row]) -> bool:
+    return any(r.above_peak for r in rows)
 
 
 def title(phase: str, rows: Sequence[Row], peak_label: str) -> str:
@@ -63,7 +72,9 @@ def terminal_tables(rows: Sequence[Row], peak_label: str) -> list[Table]:
         for header, _ in COLUMNS:
             t.add_column(header, justify="left" if header in ("bound", "flags") else "right")
         for r in sel:
-            t.add_row(*(fn(r) for _, fn in COLUMNS))
+            t.add_row(*(fn(r) for _, fn in COLUMNS), style="bold red" if r.above_peak else None)
+        if any_above_peak(sel):
+            t.caption, t.caption_justify = ABOVE_PEAK_LEGEND, "left"
         tables.append(t)
     return tables
 
@@ -77,12 +88,17 @@ def markdown(rows: Sequence[Row], peak_label: str) -> str:
         out.append("|" + "|".join("---" for _ in COLUMNS) + "|")
         for r in sel:
             out.append("| " + " | ".join(fn(r) for _, fn in COLUMNS) + " |")
+        if any_above_peak(sel):
+            out.append(f"\n{ABOVE_PEAK_LEGEND}")
         out.append("")
     return "\n".join(out)
 
 
 def to_csv(rows: Sequence[Row]) -> str:
-    """Every field of every row, machine-readable (flags joined with ``; ``)."""
+    """Every field of every row, machine-readable (flags and ``above_peak`` joined with ``; ``).
+
+    Figures stay numbers; a row with a figure above 1 names it in ``above_peak`` and carries the
+    ``above-peak`` flag."""
     buf = io.StringIO()
     dicts = [r.to_dict() for r in rows]
     fields = [k for k in (dicts[0] if dicts else {}) if k != "extra"]
@@ -90,5 +106,6 @@ def to_csv(rows: Sequence[Row]) -> str:
     writer.writeheader()
     for d in dicts:
         d["flags"] = "; ".join(d["flags"])
+        d["above_peak"] = "; ".join(d["above_peak"])
         writer.writerow(d)
     return buf.getvalue()

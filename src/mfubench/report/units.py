@@ -37,6 +37,18 @@ def pct(fraction: float | None, digits: int = 1) -> str:
     return f"{fraction * 100:.{digits}f} %"
 
 
+#: Written after a utilisation above 100 %: the figure is not a utilisation (an ``above-peak``
+#: row: a peak, a time or a count is wrong; the row's flag says which is likely).
+ABOVE_PEAK_MARK = "⚠"
+
+
+def util(fraction: float | None, digits: int = 1) -> str:
+    """A utilisation (MFU, MBU, efficiency) as :func:`pct`, marked with :data:`ABOVE_PEAK_MARK`
+    when above 100 %: ``util(7.55) == "755.0 % ⚠"``. Never clamped."""
+    text = pct(fraction, digits)
+    return f"{text} {ABOVE_PEAK_MARK}" if fraction is not None and fraction > 1.0 else text
+
+
 def seconds(value: float | None) -> str:
     """Seconds with a fitting unit: ``1.3 ms``, ``16.0 s``."""
     if value is None or math.isnan(value):
