@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # pip on this kind of machine warns about absent local index folders; keep the log readable.
 QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: demo test lint typecheck clean browser
+.PHONY: demo test test-avx2 lint typecheck clean browser
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ browser:
 
 test: lint typecheck browser
 	$(PY) -m pytest
+	@$(MAKE) --no-print-directory test-avx2
+
+# The same machine as an AVX2-only CPU (AMD EPYC before Zen 4): the ISA capped in oneDNN, ATen
+# and MKL; the ISA, calibration and a live vLLM point in the dtype served there (fp32).
+AVX2_ENV := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 MFUBENCH_ISA=avx2
+test-avx2: $(STAMP)
+	@echo "== the tests of the ISA, calibration and a live point with the ISA capped to AVX2"
+	$(AVX2_ENV) $(PY) -m pytest tests/test_isa_emulation.py tests/test_calibration_bound.py tests/test_cpu_isa.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo

@@ -38,6 +38,17 @@ def test_command_serves_on_loopback_with_the_2_core_flags(tmp_path: Path) -> Non
     assert argv[-1] == "--enforce-eager"
 
 
+def test_the_served_dtype_is_a_flag_and_run_refuses_quantized_formats_with_launch() -> None:
+    from mfubench.commands.run import launch_dtype
+    from mfubench.errors import MfubenchError
+
+    assert "--dtype float32" in " ".join(vllm_command("m", 1, dtype="float32"))
+    assert [launch_dtype(d) for d in (None, "bf16", "fp16", "fp32")] == [
+        "bfloat16", "bfloat16", "float16", "float32"]
+    with pytest.raises(MfubenchError, match="quantization_config"):
+        launch_dtype("fp8")
+
+
 def test_dummy_weights_only_for_a_folder_without_weights(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"")
     assert "--load-format" not in vllm_command(str(tmp_path), 1)

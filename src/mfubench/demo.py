@@ -3,12 +3,18 @@
 1. Build a Llama-architecture model folder locally (config + a tokenizer trained here; vLLM
    gives it random weights with ``--load-format dummy``): hidden 768, 12 layers, 88 M
    parameters, large enough that prefill is compute-bound and decode memory-bound on a CPU.
-2. ``mfubench calibrate --threads 1``: the CPU's achievable GEMM FLOP/s and memory bandwidth
-   with the one thread vLLM's engine uses; these measured figures are the CPU's peaks.
-3. ``mfubench run --launch vllm``: start vLLM CPU on it, sweep batch sizes for prefill
-   (one output token) and decode (``DECODE_TOKENS`` output tokens), exact token counts, and
-   print MFU and MBU per phase against the measured peaks.
-4. ``mfubench report``: the same results as a self-contained HTML report.
+2. Choose the dtype vLLM CPU runs natively on this CPU (:func:`mfubench.hardware.cpu_isa.
+   serving_dtype`): bf16 where the CPU has AVX512_BF16 or AMX (or Arm BF16), else fp32, since
+   bf16 on an AVX2-only CPU is emulated through fp32 at a tenth of its speed. An ISA capped by
+   ``ONEDNN_MAX_CPU_ISA`` / ``ATEN_CPU_CAPABILITY`` counts as that ISA.
+3. ``mfubench calibrate --threads 1 --model DIR --dtypes D``: the CPU's achievable GEMM FLOP/s
+   in that dtype at the model's own projection shapes, through every path vLLM CPU can take,
+   and the memory bandwidth, with the one thread vLLM's engine uses; these measured figures are
+   the CPU's peaks.
+4. ``mfubench run --launch vllm --dtype D``: start vLLM CPU on it, sweep batch sizes for prefill
+   (one output token) and decode (32 output tokens), exact token counts, and print MFU and MBU
+   per phase against the measured peaks.
+5. ``mfubench report``: the same results as a self-contained HTML report.
 
 The model, results and report land in ``.demo/`` (``MFUBENCH_DEMO_DIR`` to change it); the
 calibration is stored where ``mfubench calibrate`` always stores it, so ``--hardware cpu:1``
@@ -38,17 +44,20 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
 
+    from mfubench.hardware.cpu_isa import local_isa, serving_dtype
     from mfubench.measure.tiny_model import DEMO, build_tiny_model
 
+    dtype, why = serving_dtype(local_isa())
     step("1/4 building the demo model folder (Llama, 88 M parameters, local tokenizer)")
     model = build_tiny_model(root / "model", DEMO)
     code = cli(["flops", str(model), "--input-tokens", INPUT_TOKENS, "--output-tokens", "32",
-                "--batch", "8"])
+                "--batch", "8", "--dtype", dtype])
     if code:
         return code
 
-    step("2/4 measuring this CPU's peaks with one thread (the thread vLLM's engine uses)")
-    code = cli(["calibrate", "--threads", "1"])
+    step(f"2/4 serving {dtype}: {why}; measuring this CPU's {dtype} peak at the model's shapes "
+         "with one thread (the thread vLLM's engine uses)")
+    code = cli(["calibrate", "--threads", "1", "--model", str(model), "--dtypes", dtype])
     if code:
         return code
 
@@ -57,7 +66,7 @@ def main() -> int:
         results.unlink()
     step("3/4 launching vLLM CPU and sweeping prefill and decode (exact token counts)")
     code = cli(["run", "--launch", "vllm", "--model", str(model), "--hardware", "cpu:1",
-                "--batch-sizes", BATCH_SIZES, "--input-tokens", INPUT_TOKENS,
+                "--dtype", dtype, "--batch-sizes", BATCH_SIZES, "--input-tokens", INPUT_TOKENS,
                 "--output-tokens", OUTPUT_TOKENS, "--repeats", "1", "--warmup", "1",
                 "--out", str(results)])
     if code:
@@ -66,7 +75,7 @@ def main() -> int:
     step("4/4 the HTML report")
     report = root / "report.html"
     code = cli(["report", str(results), "--model", str(model), "--hardware", "cpu:1",
-                "-o", str(report)])
+                "--dtype", dtype, "-o", str(report)])
     if code:
         return code
     print(f"\nresults {results}\nreport  {report}\ndemo took {time.monotonic() - started:.0f} s",

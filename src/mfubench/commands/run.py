@@ -37,6 +37,7 @@ from mfubench.measure.results_log import (
     ResultsLog,
     read_results,
 )
+from mfubench.model.quant import WEIGHT_FORMAT_NAMES
 from mfubench.report.console import make_console
 from mfubench.report.units import util
 
@@ -66,6 +67,9 @@ def register(sub: Any) -> None:
     p.add_argument("--convention", default="causal", help="what FLOPs count (as for `mfubench flops`; default causal)")
     p.add_argument("--tp", type=positive_int, default=None,
                    help="tensor-parallel degree of the server (default: the device count of --hardware)")
+    p.add_argument("--dtype", choices=WEIGHT_FORMAT_NAMES, default=None,
+                   help="how the served weights are stored, for the counts (default: the config's); "
+                        "with --launch, bf16/fp16/fp32 is also vLLM's --dtype (default bf16)")
     p.add_argument("--served-model", metavar="NAME", help="the name the server knows (default: the first of /v1/models)")
     p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (sent as Bearer)")
     p.add_argument("--out", type=Path, default=Path("results.jsonl"), help="results file (default results.jsonl)")
@@ -96,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.engine_args and not args.launch:
         raise MfubenchError(f"extra engine arguments {' '.join(args.engine_args)!r} need --launch")
+    if args.launch:
+        launch_dtype(args.dtype)  # a format a launched vLLM cannot take fails before anything starts
     plan = SweepPlan(args.batch_sizes, args.input_tokens, args.output_tokens, args.repeats, args.warmup)
     analyze, vocab_size, setup = _analysis(args)
     api_key = _api_key(args.api_key_env)
@@ -126,11 +132,11 @@ def _analysis(args: argparse.Namespace) -> tuple[Callable[[Any], list[dict[str, 
     """The analysis callable for every point, the vocabulary size and the analysis setup (model,
     hardware and convention resolved once, before anything is sent)."""
     from mfubench.analysis.phases import analyze_point, make_setup
+    from mfubench.commands.flops import resolve_model
     from mfubench.counting.workload import check_convention
     from mfubench.hardware.spec import parse_hardware
-    from mfubench.model.registry import load_model
 
-    model = load_model(args.model)
+    model = resolve_model(args.model, args.dtype)
     setup = make_setup(model, parse_hardware(args.hardware), check_convention(args.convention),
                        args.tp)
 
@@ -166,7 +172,7 @@ def _existing(args: argparse.Namespace) -> ResultsFile | None:
     if not args.resume:
         raise MfubenchError(f"{out} exists; pass --resume to continue it, or another --out")
     existing = read_results(out)
-    for name in ("model", "hardware", "convention"):
+    for name in ("model", "hardware", "convention", "dtype"):
         then, now = existing.header.get(name), getattr(args, name)
         if then != now:
             raise InputFileError(f"{out}:1: measured with {name} {then!r}, this run asks {now!r}; use another --out")
@@ -196,6 +202,22 @@ def _print_plan(args: argparse.Namespace, plan: Any, todo: Sequence[PointKey], m
     return 0
 
 
+#: ``--dtype`` values a launched vLLM takes as its own ``--dtype`` (quantized formats come from
+#: the checkpoint's ``quantization_config``, not from a flag).
+_VLLM_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def launch_dtype(dtype: str | None) -> str:
+    """vLLM's ``--dtype`` for ``run --dtype`` (default bfloat16); a clear error for a quantized
+    format, which a launched server can only take from its checkpoint."""
+    if dtype is None:
+        return "bfloat16"
+    if dtype not in _VLLM_DTYPES:
+        raise MfubenchError(f"--dtype {dtype} with --launch: a launched vLLM serves bf16, fp16 or "
+                            "fp32; quantized weights come from the checkpoint's quantization_config")
+    return _VLLM_DTYPES[dtype]
+
+
 @contextmanager
 def _server(args: argparse.Namespace, plan: Any) -> Iterator[tuple[str, Callable[[], str | None]]]:
     """The server's URL, and a check that says why it is gone (None while it is fine)."""
@@ -205,6 +227,7 @@ def _server(args: argparse.Namespace, plan: Any) -> Iterator[tuple[str, Callable
     from mfubench.measure.server import launch_vllm
 
     extra = list(args.engine_args)
+    served_dtype = launch_dtype(args.dtype)
     if not any(a.startswith(("--enable-mfu-metrics", "--no-enable-mfu-metrics")) for a in extra):
         extra.append("--enable-mfu-metrics")
     longest = max(plan.input_tokens) + max(plan.output_tokens)
@@ -214,6 +237,7 @@ def _server(args: argparse.Namespace, plan: Any) -> Iterator[tuple[str, Callable
         max_model_len=args.max_model_len or max(2048, longest),
         extra_args=extra,
         startup_timeout_s=args.startup_timeout,
+        dtype=served_dtype,
     ) as server:
 
         def check() -> str | None:
@@ -310,6 +334,7 @@ def header(args: argparse.Namespace, served_model: str, engine_version: str | No
         "model": args.model,
         "hardware": args.hardware,
         "convention": args.convention,
+        "dtype": args.dtype,
         "args": safe_args(args),
         "started_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

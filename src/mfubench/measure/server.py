@@ -76,8 +76,10 @@ def vllm_command(
     *,
     max_model_len: int = 2048,
     extra_args: Sequence[str] = (),
+    dtype: str = "bfloat16",
 ) -> list[str]:
-    """The argv that serves ``model`` (a folder or an id) on 127.0.0.1:``port``.
+    """The argv that serves ``model`` (a folder or an id) on 127.0.0.1:``port`` in ``dtype``
+    (vLLM's ``--dtype``: ``bfloat16``, ``float16`` or ``float32``).
 
     Adds ``--load-format dummy`` when ``model`` is a folder without weights, unless
     ``extra_args`` sets a load format itself; ``extra_args`` come last and can override flags.
@@ -87,7 +89,7 @@ def vllm_command(
         "--host", "127.0.0.1",
         "--port", str(port),
         "--distributed-executor-backend", "uni",
-        "--dtype", "bfloat16",
+        "--dtype", dtype,
         "--max-model-len", str(max_model_len),
     ]  # fmt: skip
     folder = Path(model)
@@ -106,6 +108,7 @@ def launch_vllm(
     extra_args: Sequence[str] = (),
     startup_timeout_s: float = 300.0,
     env: Mapping[str, str] | None = None,
+    dtype: str = "bfloat16",
 ) -> Iterator[LaunchedServer]:
     """Start vLLM serving ``model``, yield it once ``/health`` answers 200, stop it on exit.
 
@@ -118,7 +121,7 @@ def launch_vllm(
     full_env = {**os.environ, **VLLM_CPU_ENV, **(env or {})}
     if not Path(model).is_dir():
         full_env.pop("HF_HUB_OFFLINE", None)  # an id must be fetchable
-    argv = vllm_command(model, port, max_model_len=max_model_len, extra_args=extra_args)
+    argv = vllm_command(model, port, max_model_len=max_model_len, extra_args=extra_args, dtype=dtype)
     with open(log_path, "ab") as log:
         log.write(f"$ {' '.join(argv)}\n".encode())
         log.flush()
