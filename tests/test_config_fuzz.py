@@ -4,7 +4,9 @@ exception.
 
 The seeds are the bundled configs of every supported family; hypothesis drops fields, replaces
 values with any JSON value (nested ones included), and mutates the nested objects
-(``text_config``, ``quantization_config``) and lists (``layer_types``, ``mlp_only_layers``).
+(``text_config``, ``quantization_config``) and lists (``layer_types``, ``mlp_only_layers``),
+with extreme numbers (2^40 and beyond, 10^400, NaN, infinities, negatives) and lists of up to
+100,000 entries (:mod:`extreme`): a hostile ``num_hidden_layers`` is refused, not built.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from extreme import extreme_numbers, huge_lists
 from mfubench.errors import ConfigError
 from mfubench.model.hf_config import parse_config
 from mfubench.model.spec import ModelSpec
@@ -25,10 +28,11 @@ CONFIGS = Path(__file__).parents[1] / "src" / "mfubench" / "model" / "configs"
 SEEDS = {p.stem: json.loads(p.read_text()) for p in sorted(CONFIGS.glob("*.json")) if p.name != "index.json"}
 NAME = "fuzzed/config.json"
 
+scalars = st.none() | st.booleans() | extreme_numbers | st.text(max_size=12)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | huge_lists(scalars)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=8,
 )
 NESTED_KEYS = ("quant_method", "bits", "w_bit", "group_size", "weight_block_size", "modules_to_not_convert",

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mfubench.counting.workload import MAX_COUNT
 from mfubench.errors import InputFileError
 
 
@@ -56,10 +57,16 @@ class Measurement:
         where = self.source or "measurement"
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise InputFileError(f"{where}: batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.batch_size > MAX_COUNT:
+            raise InputFileError(f"{where}: batch_size {self.batch_size} exceeds 2^40 = {MAX_COUNT}, "
+                                 "far beyond any real deployment")
         for name in ("input_tokens", "output_tokens"):
             value = getattr(self, name)
             if not _finite(value) or value < (1 if name == "input_tokens" else 0):
                 raise InputFileError(f"{where}: {name} must be a positive number, got {value!r}")
+            if value > MAX_COUNT:
+                raise InputFileError(f"{where}: {name} {value:g} exceeds 2^40 = {MAX_COUNT}, far "
+                                     "beyond any real deployment")
         for name in ("ttft_s", "itl_s", "elapsed_s", "output_tokens_per_s"):
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value <= 0):

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from mfubench.counting.workload import MAX_COUNT
+
+_LIMIT = f"at most 2^40 = {MAX_COUNT}, far beyond any real deployment"
+
 
 def positive_int(text: str) -> int:
     """An integer >= 1."""
@@ -23,6 +27,8 @@ def int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    if any(v > MAX_COUNT for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: each value must be {_LIMIT}")
     return values
 
 
@@ -33,4 +39,6 @@ def _int_at_least(text: str, minimum: int, what: str) -> int:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
     if value < minimum:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large: {_LIMIT}")
     return value

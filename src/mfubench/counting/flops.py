@@ -84,14 +84,14 @@ def prefill(spec: ModelSpec, chunk: PrefillChunk, convention: Convention = "caus
 
 
 def decode(spec: ModelSpec, step: DecodeStep, convention: Convention = "causal") -> Breakdown:
-    """FLOPs of one decode step: every sequence adds one token to its cache of ``contexts[i]``.
+    """FLOPs of one decode step: every sequence adds one token to its cache (``step.groups``).
 
     The same under every convention: the new token attends ``min(C + 1, window)`` keys and is
     sampled (one LM-head row per sequence).
     """
     del convention  # identical by definition; the argument keeps the call sites uniform
     pairs = [
-        sum(min(c + 1, layer.window) if layer.window else c + 1 for c in step.contexts)
+        sum(n * (min(c + 1, layer.window) if layer.window else c + 1) for c, n in step.groups)
         for layer in spec.layers
     ]
     return breakdown(spec, step.batch, pairs, step.batch, absorbed=True)

@@ -17,7 +17,6 @@ O(tokens * hidden), small beside the weights in decode; prefill is compute-bound
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 from mfubench.counting.components import check_tp, components, kv_heads_per_gpu, shard_fraction
@@ -140,13 +139,13 @@ def _weights_touched(spec: ModelSpec, tokens: int, tp: int) -> dict[str, float]:
     return out
 
 
-def _kv_read(spec: ModelSpec, contexts: list[int], kv_dtype: str | None, tp: int) -> float:
-    """KV bytes read when each sequence attends its ``contexts[i]`` tokens (window-capped)."""
+def _kv_read(spec: ModelSpec, groups: tuple[tuple[int, int], ...], kv_dtype: str | None, tp: int) -> float:
+    """KV bytes read when ``n`` sequences attend ``c`` tokens each, for every ``(c, n)`` of
+    ``groups`` (window-capped per layer); the cost is per distinct length, not per sequence."""
     per_layer = kv_bytes_per_token_layer(spec, kv_dtype, tp)
-    counts = Counter(contexts)  # batches are usually uniform: one distinct length
     return sum(
         per_layer * n * sum(min(c, lyr.window) if lyr.window else c for lyr in spec.layers)
-        for c, n in counts.items()
+        for c, n in groups
     )
 
 
@@ -154,7 +153,7 @@ def decode_bytes(spec: ModelSpec, step: DecodeStep, kv_dtype: str | None = None,
     """Bytes one decode step moves per GPU: weights touched once, each sequence's KV (its cache
     plus the new token, capped by the window), the new tokens' KV written."""
     read = _weights_touched(spec, step.batch, tp)
-    read["kv_cache"] = _kv_read(spec, [c + 1 for c in step.contexts], kv_dtype, tp)
+    read["kv_cache"] = _kv_read(spec, tuple((c + 1, n) for c, n in step.groups), kv_dtype, tp)
     write = {"kv_cache": kv_bytes_per_token(spec, kv_dtype, tp) * step.batch}
     return StepBytes(read, write)
 
@@ -183,7 +182,7 @@ def prefill_bytes(spec: ModelSpec, chunk: PrefillChunk, kv_dtype: str | None = N
     tokens = chunk.new_tokens * chunk.batch
     read = _weights_touched(spec, tokens, tp)
     context = chunk.cached_tokens + chunk.new_tokens
-    read["kv_cache"] = _kv_read(spec, [context] * chunk.batch, kv_dtype, tp)
+    read["kv_cache"] = _kv_read(spec, ((context, chunk.batch),), kv_dtype, tp)
     write = {"kv_cache": kv_bytes_per_token(spec, kv_dtype, tp) * tokens}
     return StepBytes(read, write)
 

@@ -20,10 +20,25 @@ A decode step is the same under all three: one new token after ``C`` cached ones
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 from mfubench.errors import MfubenchError
+
+#: The largest batch or token count mfubench accepts (2^40, about 10^12): a thousand times
+#: beyond any deployment, and small enough that every count stays exact and quick.
+MAX_COUNT = 2**40
+
+
+def check_count(name: str, value: int, minimum: int = 1) -> None:
+    """Refuse a batch or token count outside ``[minimum, MAX_COUNT]``, naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MfubenchError(f"{name} must be an integer, got {value!r}")
+    if value < minimum or value > MAX_COUNT:
+        raise MfubenchError(f"{name} {value} is outside [{minimum}, 2^40 = {MAX_COUNT}]: "
+                            "far beyond any real deployment")
 
 Convention = Literal["causal", "palm", "vllm"]
 CONVENTIONS: tuple[str, ...] = get_args(Convention)
@@ -54,28 +69,44 @@ class PrefillChunk:
             raise MfubenchError(
                 "a prefill chunk needs new_tokens >= 1, cached_tokens >= 0 and batch >= 1"
             )
+        check_count("new_tokens", self.new_tokens)
+        check_count("cached_tokens", self.cached_tokens, minimum=0)
+        check_count("batch", self.batch)
 
 
 @dataclass(frozen=True)
 class DecodeStep:
-    """One decode step: each sequence adds one token to a cache of ``contexts[i]`` tokens."""
+    """One decode step: each sequence adds one token to its cache.
 
-    contexts: tuple[int, ...]
+    ``groups`` holds ``(context, sequences)`` pairs: ``sequences`` sequences whose cache holds
+    ``context`` tokens. Kept as counts, not one entry per sequence, so a step of any batch costs
+    the same to count (a batch of 10^8 is one pair, not a tuple of 10^8 ints).
+    """
+
+    groups: tuple[tuple[int, int], ...]
 
     def __post_init__(self) -> None:
-        if not self.contexts or min(self.contexts) < 0:
+        if not self.groups or any(c < 0 or n < 1 for c, n in self.groups):
             raise MfubenchError("a decode step needs at least one sequence and contexts >= 0")
+        for context, sequences in self.groups:
+            check_count("decode context", context, minimum=0)
+            check_count("decode batch", sequences)
 
     @classmethod
     def uniform(cls, batch: int, context: int) -> DecodeStep:
         """``batch`` sequences with the same cache length ``context``."""
         if batch < 1:
             raise MfubenchError("a decode step needs batch >= 1")
-        return cls((context,) * batch)
+        return cls(((context, batch),))
+
+    @classmethod
+    def of(cls, contexts: Iterable[int]) -> DecodeStep:
+        """One sequence per entry of ``contexts`` (grouped by length)."""
+        return cls(tuple(sorted(Counter(contexts).items())))
 
     @property
     def batch(self) -> int:
-        return len(self.contexts)
+        return sum(n for _, n in self.groups)
 
 
 @dataclass(frozen=True)
@@ -90,6 +121,9 @@ class Request:
     def __post_init__(self) -> None:
         if self.input_tokens < 1 or self.output_tokens < 1 or self.batch < 1:
             raise MfubenchError("a request needs input_tokens, output_tokens and batch >= 1")
+        check_count("input_tokens", self.input_tokens)
+        check_count("output_tokens", self.output_tokens)
+        check_count("batch", self.batch)
 
 
 def keys_attended(first: int, last: int, window: int | None) -> int:

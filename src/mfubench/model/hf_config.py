@@ -41,6 +41,13 @@ _GEMMA3_TEXT_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: The largest size a config field may give (2^40: a thousand times any real model's), and the
+#: most decoder layers (real models have up to a few hundred): beyond them a config is refused
+#: before anything is built, so a hostile ``num_hidden_layers`` cannot exhaust memory.
+MAX_SIZE = 2**40
+MAX_LAYERS = 100_000
+
+
 class _Reader:
     """Typed, named access to a config mapping."""
 
@@ -64,6 +71,9 @@ class _Reader:
                 raise ConfigError(f"{self.where}: field {key!r} must be an integer, got {value!r}")
         if value < minimum:
             raise ConfigError(f"{self.where}: field {key!r} must be >= {minimum}, got {value}")
+        if value > MAX_SIZE:
+            raise ConfigError(f"{self.where}: field {key!r} is {value}, above 2^40 = {MAX_SIZE}: "
+                              "far beyond any real model")
         return value
 
     def opt_int(self, key: str) -> int | None:
@@ -115,6 +125,9 @@ def parse_config(config: Mapping[str, Any], name: str = "config.json") -> ModelS
     cfg = top
     hidden = cfg.get_int("hidden_size")
     num_layers = cfg.get_int("num_hidden_layers")
+    if num_layers > MAX_LAYERS:
+        raise ConfigError(f"{cfg.where}: field 'num_hidden_layers' is {num_layers}, above {MAX_LAYERS}: "
+                          "far beyond any real model")
     vocab = cfg.get_int("vocab_size")
     attention = _attention(cfg, model_type, hidden)
     windows = _windows(cfg, model_type, num_layers)
