@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from extreme import extreme_numbers, huge_lists
 from mfubench.analysis.measurement import Measurement
-from mfubench.errors import InputFileError, MfubenchError
+from mfubench.errors import InputFileError, InputFileWarning, MfubenchError
 from mfubench.io.importers import load_measurements
 from mfubench.measure.results_log import SCHEMA_VERSION, ResultsLog
 from mfubench.measure.sweep import PointResult
@@ -476,10 +478,11 @@ def test_requested_output_override_is_checked(bad: float) -> None:
 
 _FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _SUFFIXES = st.sampled_from([".json", ".csv", ".jsonl", ".txt", ""])
-_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+_scalars = st.none() | st.booleans() | extreme_numbers | st.text(max_size=12)
 _json = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | huge_lists(_scalars)
+    | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
 _KEYS = [
@@ -494,7 +497,9 @@ def _load(tmp: Path, suffix: str, data: bytes) -> None:
     path = tmp / f"fuzz{suffix}"
     path.write_bytes(data)
     try:
-        points = load_measurements(path)
+        with warnings.catch_warnings():  # a torn last line is reported; here only the result counts
+            warnings.simplefilter("ignore", InputFileWarning)
+            points = load_measurements(path)
     except InputFileError as exc:
         assert str(path) in str(exc)
     else:
@@ -562,3 +567,44 @@ def test_fuzz_valid_files_with_one_value_replaced(
 def test_fuzz_csv(tmp_path_factory: pytest.TempPathFactory, header: list[str], cells: list[list[str]]) -> None:
     text = ",".join(header) + "\n" + "\n".join(",".join(row) for row in cells)
     _load(tmp_path_factory.mktemp("c"), ".csv", text.encode())
+
+
+@_FUZZ
+@given(
+    columns=st.lists(st.sampled_from(["batch_size", "input_tokens", "output_tokens", "ttft_s", "itl_s",
+                                      "elapsed_ms", "output_tokens_per_s"]), min_size=1, max_size=6, unique=True),
+    values=st.lists(st.lists(extreme_numbers, min_size=6, max_size=6), min_size=1, max_size=3),
+)
+def test_fuzz_csv_with_extreme_numbers(tmp_path_factory: pytest.TempPathFactory, columns: list[str],
+                                       values: list[list[Any]]) -> None:
+    text = ",".join(columns) + "\n" + "\n".join(",".join(str(v) for v in row[:len(columns)]) for row in values)
+    _load(tmp_path_factory.mktemp("x"), ".csv", text.encode())
+
+
+@_FUZZ
+@given(cut=st.integers(min_value=0, max_value=10_000), junk=st.binary(max_size=8))
+def test_fuzz_a_results_file_cut_anywhere(tmp_path_factory: pytest.TempPathFactory, cut: int, junk: bytes) -> None:
+    """A crash can cut the file at any byte (and leave junk): it loads, skipping a torn last
+    line with a warning, or is refused with an InputFileError; nothing else."""
+    tmp = tmp_path_factory.mktemp("t")
+    data = _results_file(tmp).read_bytes()
+    _load(tmp, ".jsonl", data[: cut % (len(data) + 1)] + junk)
+
+
+def test_a_torn_final_line_is_reported_and_skipped_a_bad_middle_line_is_an_error(tmp_path: Path) -> None:
+    path = _results_file(tmp_path)
+    whole = path.read_bytes()
+    path.write_bytes(whole + b'{"type":"point","batch_size":16,"input_tok')  # SIGKILL mid-write
+    with pytest.warns(InputFileWarning, match=r"results.jsonl:6: the last line is torn"):
+        points = load_measurements(path)
+    assert [m.batch_size for m in points] == [2, 8]  # nothing measured is lost
+    cut_char = whole + '{"type":"point","note":"é'.encode()[:-1]  # a character cut in half
+    path.write_bytes(cut_char)
+    with pytest.warns(InputFileWarning, match="torn"):
+        assert len(load_measurements(path)) == 2
+    lines = whole.split(b"\n")
+    lines.insert(2, b'{"type":"point",')  # the same damage in the middle is not a crash's
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(InputFileError, match=r"results.jsonl: line 3"):
+        load_measurements(path)
+

@@ -11,6 +11,7 @@ import asyncio
 import json
 import random
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from mfubench import cli
 from mfubench.analysis.measurement import Measurement
 from mfubench.commands import argtypes
 from mfubench.commands import run as run_command
-from mfubench.errors import InputFileError, ServerError
+from mfubench.errors import InputFileError, InputFileWarning, ServerError
 from mfubench.measure.client import CompletionClient
 from mfubench.measure.results_log import ResultsLog, read_results
 from mfubench.measure.sweep import PointResult, SweepPlan, run_sweep
@@ -421,3 +422,58 @@ def test_latency_percentiles_are_nearest_rank_over_every_request_and_gap() -> No
     assert out["itl_s"]["p50"] == 0.01 and out["itl_s"]["p99"] == 0.02
     assert out["e2e_s"]["p90"] == 9.0
     assert latency_percentiles([SimpleNamespace(ttft_s=None, itl_s=[], e2e_s=None)]) == {}  # type: ignore[list-item]
+
+
+@pytest.mark.usefixtures("stub_analysis")
+def test_a_run_torn_by_a_crash_is_resumed_without_editing_the_file(
+    synthetic: SyntheticServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL or a full disk in the middle of writing the last point line: --resume reports
+    the torn line, truncates it, measures that point again and leaves a whole file."""
+    out = tmp_path / "r.jsonl"
+    assert cli.main(grid(synthetic.url, out)) == 0
+    lines = out.read_bytes().splitlines(keepends=True)
+    assert json.loads(lines[-1])["type"] == "point"
+    torn = lines[-1][: len(lines[-1]) // 2]  # half of the last point line, no newline
+    out.write_bytes(b"".join(lines[:-1]) + torn)
+    capsys.readouterr()
+    assert cli.main([*grid(synthetic.url, out), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"mfubench: warning: {out}:{len(lines)}: the last line is torn" in err
+    assert f"{out}: truncated the torn line {len(lines)}" in err and "Traceback" not in err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputFileWarning)  # no warning now: the file is whole again
+        whole = read_results(out)
+    assert whole.torn is None and set(whole.points) == {(1, 5, 1), (2, 5, 1), (1, 5, 3), (2, 5, 3)}
+    assert out.read_bytes().endswith(b"\n") and torn not in out.read_bytes()
+
+
+@pytest.mark.usefixtures("stub_analysis")
+def test_a_file_holding_only_a_torn_header_starts_afresh(
+    synthetic: SyntheticServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.jsonl"
+    out.write_bytes(b'{"type":"header","schema_ver')
+    assert cli.main([*grid(synthetic.url, out), "--resume"]) == 0
+    assert "only a torn header" in capsys.readouterr().err
+    assert len(read_results(out).points) == 4
+
+
+def test_a_bad_line_that_is_not_the_last_stays_an_error(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"type":"header","schema_version":1}\n{"type":"poi\n'
+                   '{"type":"point","batch_size":1,"input_tokens":5,"output_tokens":1}\n')
+    with pytest.raises(InputFileError, match=rf"{out}:2: not JSON"):
+        read_results(out)
+
+
+def test_a_launched_engines_context_is_the_analysis_limit() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["run", "--launch", "vllm", "--model", "Qwen/Qwen3-8B", "--hardware",
+                              "H100-SXM", "--input-tokens", "3000", "--output-tokens", "100"])
+    assert run_command.launch_max_model_len(args) == 3100
+    _, _, setup = run_command._analysis(args)
+    assert setup.max_model_len == 3100
+    args = parser.parse_args(["run", "--endpoint", "http://x", "--model", "Qwen/Qwen3-8B",
+                              "--hardware", "H100-SXM", "--input-tokens", "1", "--output-tokens", "1"])
+    assert run_command._analysis(args)[2].max_model_len is None  # unknown: the model's limit applies

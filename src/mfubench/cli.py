@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 from mfubench import __version__
-from mfubench.errors import MfubenchError
+from mfubench.errors import InputFileWarning, MfubenchError
 
 #: Subcommand modules under ``mfubench.commands``, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -42,7 +44,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
+    """mfubench's own warnings as one line on stderr; others as Python prints them."""
+    if issubclass(category, InputFileWarning):
+        print(f"mfubench: warning: {message}", file=sys.stderr)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    previous, warnings.showwarning = warnings.showwarning, _show_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = previous
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

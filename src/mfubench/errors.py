@@ -36,6 +36,11 @@ class ServerError(MfubenchError):
     exit_code = 3
 
 
+class InputFileWarning(UserWarning):
+    """Something in an input file was skipped, not refused (a results line torn by a crash);
+    the CLI prints it as one ``mfubench: warning:`` line."""
+
+
 def closest(name: str, candidates: list[str], n: int = 3) -> list[str]:
     """The ``n`` candidates closest to ``name`` (case-insensitive), for "did you mean" hints."""
     import difflib

@@ -78,6 +78,10 @@ def likely_causes(row: Row, fields: tuple[str, ...]) -> list[str]:
     count = ["a count too high (prompt tokens served from the prefix cache, early stops"
              + (", or the palm convention, which counts more than the model does" if row.convention == "palm" else "")
              + ")"]
-    # A measured peak that is beaten most often missed the engine's kernels (the calibration's
-    # known blind spot); a datasheet peak that is beaten most often met a per-request time.
-    return [*peak, *time, *count] if row.peak_source == "measured" else [*time, *peak, *count]
+    # A point the layout cannot hold explains everything; a measured peak that is beaten most
+    # often missed the engine's kernels (the calibration's known blind spot); a datasheet peak
+    # that is beaten most often met a per-request time.
+    first = [f"a point the layout cannot hold ({', '.join(row.infeasible)}): not all of it was "
+             "in flight, so the time does not cover its work"] if row.infeasible else []
+    order = [*peak, *time, *count] if row.peak_source == "measured" else [*time, *peak, *count]
+    return [*first, *order]

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mfubench.analysis.above_peak import ABOVE_PEAK, likely_causes
+from mfubench.analysis.feasibility import INFEASIBLE
 from mfubench.report.units import pct, seconds, util
 
 if TYPE_CHECKING:
@@ -25,12 +26,15 @@ def explain_row(setup: Setup, row: Row) -> str:
             f"{row.arithmetic_intensity:.3g} FLOP/byte against a ridge of {row.ridge:.3g}")
     parts = [head]
     if row.mfu is not None and row.mbu is not None:
-        parts.append(f"MFU {util(row.mfu)}, MBU {util(row.mbu)}")
+        parts.append(f"MFU {util(row.mfu, 1, row.marked('mfu'))}, MBU {util(row.mbu, 1, row.marked('mbu'))}")
     if row.efficiency is not None and row.roofline_s is not None:
-        parts.append(f"{util(row.efficiency, 0)} of the roofline's speed "
+        parts.append(f"{util(row.efficiency, 0, row.marked('efficiency'))} of the roofline's speed "
                      f"({seconds(row.roofline_s)} best case vs {seconds(row.seconds)} measured)")
     if row.above_peak:
         parts.append("above the peak, so these are not utilisations: see the above-peak flag")
+    if row.infeasible:
+        parts.append(f"the layout could not have served this point ({', '.join(row.infeasible)}), "
+                     "so these are not utilisations")
     advice = _advice(setup, row)
     text = "; ".join(parts) + "."
     return text + (" " + advice if advice else "")
@@ -67,9 +71,10 @@ def summary(rows: Sequence[Row]) -> list[str]:
     out: list[str] = []
     for phase in ("prefill", "decode"):
         measured = [r for r in rows if r.phase == phase and r.mfu is not None]
-        sel = [r for r in measured if not r.above_peak]
+        sel = [r for r in measured if r.plain]
         if measured and not sel:
-            out.append(f"{phase}: every row is above the peak, so no utilisation is given.")
+            out.append(f"{phase}: every row is above the peak or could not have happened, so no "
+                       "utilisation is given.")
             continue
         if not sel:
             continue
@@ -81,7 +86,7 @@ def summary(rows: Sequence[Row]) -> list[str]:
         if phase == "decode" and mbus:
             line += f"; MBU {pct(min(mbus))} to {pct(max(mbus))}: decode is judged by MBU, not MFU"
         if len(sel) < len(measured):
-            line += f" (over the {len(sel)} of {len(measured)} rows within the peak)"
+            line += f" (over the {len(sel)} of {len(measured)} rows that are plain figures)"
         out.append(line + ".")
     over = [r for r in rows if r.above_peak]
     if over:
@@ -89,7 +94,15 @@ def summary(rows: Sequence[Row]) -> list[str]:
         likely = likely_causes(over[0], over[0].above_peak)[0]
         out.append(f"{len(over)} row(s) are above the peak ({where}): a figure over 100 % is not "
                    f"a utilisation but a wrong peak, time or count; most likely {likely}.")
-    flagged = [r for r in rows if any(not f.startswith(ABOVE_PEAK) for f in r.flags)]
+    cannot = [r for r in rows if r.infeasible]
+    if cannot:
+        kinds = sorted({k for r in cannot for k in r.infeasible})
+        where = ", ".join(f"{r.phase} b={r.batch_size}" for r in cannot)
+        out.append(f"{len(cannot)} row(s) could not have happened as described ({', '.join(kinds)}: "
+                   f"{where}): beyond the context or the memory of the layout, so their figures are "
+                   "not utilisations; see their flags.")
+    own = (ABOVE_PEAK, *INFEASIBLE)
+    flagged = [r for r in rows if any(not f.startswith(own) for f in r.flags)]
     if flagged:
         out.append(f"{len(flagged)} row(s) carry flags (early stops, estimated times); see the flags column.")
     return out

@@ -6,7 +6,8 @@
     max_batch    = floor(free_per_gpu / kv_cache_bytes_per_gpu(context))
 
 ``memory_fraction`` defaults to 0.9, vLLM's ``--gpu-memory-utilization`` default; activations and
-the CUDA graphs' workspace are left in the remaining tenth.
+the CUDA graphs' workspace are left in the remaining tenth (:mod:`mfubench.analysis.feasibility`
+holds the formula and flags the points beyond it).
 
 ``compute_bound_batch``: the smallest batch whose decode step at a context length has
 ``compute_s >= memory_s``; None when no batch gets there (the KV cache grows with the batch as
@@ -17,11 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mfubench.analysis.feasibility import VLLM_GPU_MEMORY_UTILIZATION, fit
 from mfubench.analysis.phases import Setup, decode_work
 from mfubench.analysis.roofline import roofline
-from mfubench.counting import memory
-
-VLLM_GPU_MEMORY_UTILIZATION = 0.9
 
 
 @dataclass(frozen=True)
@@ -36,15 +35,10 @@ class Limits:
 
 
 def max_batch(setup: Setup, context: int, memory_fraction: float = VLLM_GPU_MEMORY_UTILIZATION) -> tuple[int, float, float]:
-    """(sequences that fit, KV bytes per sequence, free bytes) per GPU at ``context`` tokens."""
-    spec, tp = setup.spec, setup.tp
-    capacity = setup.hardware.memory_capacity
-    weights = sum(memory.weight_bytes(spec, tp).values())
-    free = memory_fraction * capacity - weights
-    per_seq = memory.kv_cache_bytes(spec, context, setup.kv_dtype, tp)
-    if free <= 0 or per_seq <= 0:
-        return 0, per_seq, free
-    return int(free // per_seq), per_seq, free
+    """(sequences that fit, KV bytes per sequence, free bytes) per GPU at ``context`` tokens
+    (:func:`mfubench.analysis.feasibility.fit`)."""
+    f = fit(setup, context, memory_fraction)
+    return f.max_batch, f.kv_bytes_per_sequence, f.free_bytes_per_gpu
 
 
 def compute_bound_batch(setup: Setup, context: int, limit: int = 1 << 20) -> int | None:

@@ -25,7 +25,9 @@ For each row::
 peak when one exists (for ``cpu`` the measured peak *is* the peak, and ``mfu`` uses it).
 A dtype the device has no peak for gives ``mfu = None``, never a number against the wrong peak.
 A row where any of these exceeds 1 keeps its figures, lists them in ``above_peak`` and carries
-the ``above-peak`` flag with the likely cause (:mod:`mfubench.analysis.above_peak`).
+the ``above-peak`` flag with the likely cause (:mod:`mfubench.analysis.above_peak`); a point the
+layout could not have served (beyond the context or the memory) lists ``infeasible`` and its
+flags (:mod:`mfubench.analysis.feasibility`). Neither kind of figure is shown plain.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from mfubench.analysis.above_peak import above_peak, above_peak_flag
+from mfubench.analysis.feasibility import feasibility_flags
 from mfubench.analysis.measurement import Measurement
 from mfubench.analysis.roofline import DEFAULT_ALLREDUCE_LATENCY_S, Machine, Roofline, roofline
 from mfubench.counting import flops as fl
@@ -60,6 +63,7 @@ class Setup:
     tp: int = 1
     kv_dtype: str | None = None
     allreduce_latency_s: float = DEFAULT_ALLREDUCE_LATENCY_S
+    max_model_len: int | None = None  # the engine's longest context, where known
 
     @property
     def dtype(self) -> str:
@@ -114,6 +118,7 @@ def make_setup(
     tp: int | None = None,
     kv_dtype: str | None = None,
     allreduce_latency_s: float = DEFAULT_ALLREDUCE_LATENCY_S,
+    max_model_len: int | None = None,
 ) -> Setup:
     """A :class:`Setup`; ``tp`` defaults to the device count and must equal it (one replica
     of the model over all the devices named)."""
@@ -124,7 +129,7 @@ def make_setup(
             "analysis models one replica spanning every device named: make them equal"
         )
     check_tp(spec, tp)
-    return Setup(spec, hardware, convention, tp, kv_dtype, allreduce_latency_s)
+    return Setup(spec, hardware, convention, tp, kv_dtype, allreduce_latency_s, max_model_len)
 
 
 @dataclass(frozen=True)
@@ -228,13 +233,25 @@ class Row:
     explanation: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
     above_peak: tuple[str, ...] = ()
+    infeasible: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["flags"] = list(self.flags)
         d["above_peak"] = list(self.above_peak)
+        d["infeasible"] = list(self.infeasible)
         d["extra"] = dict(self.extra)
         return d
+
+    def marked(self, name: str) -> bool:
+        """True when the utilisation ``name`` (``mfu``, ``mbu``, ``efficiency``...) is not a plain
+        figure: it exceeds the peak, or the point could not have happened (``infeasible``)."""
+        return name in self.above_peak or bool(self.infeasible)
+
+    @property
+    def plain(self) -> bool:
+        """True when every utilisation of the row is a plain figure."""
+        return not self.above_peak and not self.infeasible
 
 
 def _ratio(num: float, den: float | None) -> float | None:
@@ -304,10 +321,14 @@ def make_row(
         server_write_bytes=m.server_write_bytes if server else None,
         extra=_row_extra(m, phase, rl_measured),
     )
+    cannot = feasibility_flags(setup, batch, m.input_tokens, m.output_tokens)
+    if cannot:
+        row = replace(row, infeasible=tuple(f.split(":")[0] for f in cannot),
+                      flags=(*row.flags, *cannot))
     over = above_peak(row)
-    if not over:
-        return row
-    return replace(row, above_peak=over, flags=(*row.flags, above_peak_flag(row, over)))
+    if over:  # after feasibility: a point that could not happen is the likeliest cause
+        row = replace(row, above_peak=over, flags=(*row.flags, above_peak_flag(row, over)))
+    return row
 
 
 def _row_extra(m: Measurement, phase: Phase, rl_measured: Roofline | None) -> dict[str, Any]:

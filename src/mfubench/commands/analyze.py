@@ -9,6 +9,7 @@ from typing import Any
 from mfubench.analysis.explain import summary
 from mfubench.analysis.phases import Row, Setup, analyze, make_setup
 from mfubench.analysis.roofline import DEFAULT_ALLREDUCE_LATENCY_S
+from mfubench.commands.argtypes import positive_int
 from mfubench.commands.flops import add_model_options, resolve_model
 from mfubench.counting.workload import check_convention
 from mfubench.hardware.spec import parse_hardware
@@ -27,13 +28,16 @@ def add_setup_options(p: argparse.ArgumentParser, model_option: bool = True) -> 
     p.add_argument("--allreduce-latency-s", type=float, default=DEFAULT_ALLREDUCE_LATENCY_S,
                    help="per-message TP all-reduce latency the roofline assumes "
                         f"(default {DEFAULT_ALLREDUCE_LATENCY_S:g} s)")
+    p.add_argument("--max-model-len", type=positive_int, default=None,
+                   help="the engine's longest context (vLLM's --max-model-len); points beyond "
+                        "it are flagged exceeds-context (default: the model's maximum)")
 
 
 def setup_from_args(args: argparse.Namespace) -> Setup:
     spec = resolve_model(args.model, args.dtype)
     hardware = parse_hardware(args.hardware)
     return make_setup(spec, hardware, check_convention(args.convention), args.tp, args.kv_dtype,
-                      args.allreduce_latency_s)
+                      args.allreduce_latency_s, getattr(args, "max_model_len", None))
 
 
 def register(sub: Any) -> None:

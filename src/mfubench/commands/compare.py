@@ -114,7 +114,8 @@ def table_cells(runs: Sequence[Run], matches: Sequence[Match]) -> tuple[list[str
         phase, batch, inp, out = m.key
         line = [phase, str(batch), str(inp), str(out)]
         for i, row in enumerate(m.rows):
-            line += [util(row.mfu, 2) if row else "-", util(row.mbu) if row else "-",
+            line += [util(row.mfu, 2, row.marked("mfu")) if row else "-",
+                     util(row.mbu, 1, row.marked("mbu")) if row else "-",
                      _num(row.seconds if row else None)]
             if i:
                 line += [_times(m.ratio(i, "mfu")), _times(m.ratio(i, "seconds"))]
@@ -138,6 +139,7 @@ def to_json(setup: Setup, runs: Sequence[Run], matches: Sequence[Match]) -> dict
                 "bound": row.bound if row else None,
                 "flags": list(row.flags) if row else [],
                 "above_peak": list(row.above_peak) if row else [],
+                "infeasible": list(row.infeasible) if row else [],
                 "mfu_ratio": m.ratio(i, "mfu"),
                 "mbu_ratio": m.ratio(i, "mbu"),
                 "seconds_ratio": m.ratio(i, "seconds"),
@@ -211,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     for r in runs:
         console.print(f"{r.label}: {', '.join(s.path for s in r.sources)}", highlight=False)
     console.print(table)
-    if any(row is not None and row.above_peak for m in matches for row in m.rows):
+    if any(row is not None and not row.plain for m in matches for row in m.rows):
         console.print(ABOVE_PEAK_LEGEND, highlight=False)
     if args.output:
         console.print(f"wrote {args.output}")

@@ -9,12 +9,13 @@ from typing import Any
 
 from rich.table import Table
 
+from mfubench.analysis.feasibility import feasibility_flags, longest_context_that_fits, max_context
 from mfubench.analysis.limits import limits
 from mfubench.analysis.phases import Setup, phase_roofline, phase_work
 from mfubench.commands.analyze import add_setup_options, setup_from_args
 from mfubench.commands.argtypes import int_list
 from mfubench.report.console import make_console
-from mfubench.report.units import pct, seconds, si
+from mfubench.report.units import ABOVE_PEAK_MARK, seconds, si, util
 
 
 def register(sub: Any) -> None:
@@ -35,7 +36,8 @@ def predict(setup: Setup, batches: Sequence[int], inputs: Sequence[int], outputs
     for i in inputs:
         for o in outputs:
             for b in batches:
-                point: dict[str, Any] = {"batch_size": b, "input_tokens": i, "output_tokens": o}
+                point: dict[str, Any] = {"batch_size": b, "input_tokens": i, "output_tokens": o,
+                                         "flags": feasibility_flags(setup, b, i, o)}
                 for phase in ("prefill", "decode"):
                     if phase == "decode" and o < 2:
                         continue
@@ -58,8 +60,12 @@ def predict(setup: Setup, batches: Sequence[int], inputs: Sequence[int], outputs
             lim[str(ctx)] = {"max_batch": L.max_batch, "kv_bytes_per_sequence": L.kv_bytes_per_sequence,
                              "free_bytes_per_gpu": L.free_bytes_per_gpu,
                              "decode_compute_bound_batch": L.compute_bound_batch}
+    limit, limit_source = max_context(setup)
+    fits_by_batch = {str(b): longest_context_that_fits(setup, b) for b in batches}
     return {
         "model": setup.spec.name, "hardware": setup.hardware.name, "tp": setup.tp,
+        "max_context": limit, "max_context_source": limit_source,
+        "longest_context_by_batch": fits_by_batch,
         "convention": setup.convention, "dtype": setup.dtype, "peak": setup.peak_label,
         "ridge": machine.ridge if machine else None,
         "allreduce_latency_s": setup.allreduce_latency_s,
@@ -81,16 +87,27 @@ def run(args: argparse.Namespace) -> int:
     for h in ("batch", "in", "out", "prefill s", "prefill bound", "MFU ceil.", "decode s",
               "decode bound", "decode FLOP/B", "MBU ceil.", "tok/s ceiling"):
         t.add_column(h, justify="right")
+    t.add_column("flags", justify="left")
     for p in result["points"]:
         pre, dec = p.get("prefill"), p.get("decode")
         tok_s = (p["batch_size"] * (p["output_tokens"] - 1) / dec["roofline_s"]) if dec else None
+        cannot = bool(p["flags"])  # a point the layout cannot hold: no plain ceilings
         t.add_row(str(p["batch_size"]), str(p["input_tokens"]), str(p["output_tokens"]),
                   seconds(pre["roofline_s"]) if pre else "-", pre["bound"] if pre else "-",
-                  pct(pre["mfu_ceiling"]) if pre else "-",
+                  util(pre["mfu_ceiling"], 1, cannot) if pre else "-",
                   seconds(dec["roofline_s"]) if dec else "-", dec["bound"] if dec else "-",
                   f"{dec['arithmetic_intensity']:.3g}" if dec else "-",
-                  pct(dec["mbu_ceiling"]) if dec else "-", f"{tok_s:.4g}" if tok_s else "-")
+                  util(dec["mbu_ceiling"], 1, cannot) if dec else "-",
+                  f"{tok_s:.4g}" if tok_s else "-",
+                  ", ".join(f.split(":")[0] for f in p["flags"]), style="bold red" if cannot else None)
     console.print(t)
+    for p in result["points"]:
+        for flag in p["flags"]:
+            console.print(f"{ABOVE_PEAK_MARK} batch {p['batch_size']} in {p['input_tokens']} out "
+                          f"{p['output_tokens']}: {flag}", highlight=False)
+    longest = ", ".join(f"batch {b}: {ctx} tokens" for b, ctx in result["longest_context_by_batch"].items())
+    console.print(f"longest context that fits in memory ({result['max_context_source']} "
+                  f"{result['max_context']}): {longest}", highlight=False)
     for ctx, lim in result["limits_by_context"].items():
         turn = lim["decode_compute_bound_batch"]
         console.print(

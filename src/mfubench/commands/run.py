@@ -35,7 +35,10 @@ from mfubench.measure.results_log import (
     PointKey,
     ResultsFile,
     ResultsLog,
+    decode_lines,
     read_results,
+    split_torn_tail,
+    truncate_torn,
 )
 from mfubench.model.quant import WEIGHT_FORMAT_NAMES
 from mfubench.report.console import make_console
@@ -121,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         local = LocalTokenizer(args.tokenizer)  # a bad path fails before any server starts
     from mfubench.measure.client import run_async
 
-    with _server(args, plan) as (url, check_server):
+    with _server(args) as (url, check_server):
         points = run_async(_measure(args, plan, url, check_server, api_key, analyze, token_range, existing,
                                     mode, local))
     _render(args, points, setup)
@@ -137,8 +140,10 @@ def _analysis(args: argparse.Namespace) -> tuple[Callable[[Any], list[dict[str, 
     from mfubench.hardware.spec import parse_hardware
 
     model = resolve_model(args.model, args.dtype)
+    # the launched engine's context is known; a server's at --endpoint is taken as the model's
+    max_model_len = (args.max_model_len or launch_max_model_len(args)) if args.launch else None
     setup = make_setup(model, parse_hardware(args.hardware), check_convention(args.convention),
-                       args.tp)
+                       args.tp, max_model_len=max_model_len)
 
     def analyze(measurement: Any) -> list[dict[str, Any]]:
         return [row.to_dict() for row in analyze_point(setup, measurement)]
@@ -171,11 +176,21 @@ def _existing(args: argparse.Namespace) -> ResultsFile | None:
         return None
     if not args.resume:
         raise MfubenchError(f"{out} exists; pass --resume to continue it, or another --out")
-    existing = read_results(out)
+    kept, torn = split_torn_tail(decode_lines(out.read_bytes(), out), alone=True)
+    if torn is not None and not kept.strip():  # only a torn header: nothing was measured
+        if not args.dry_run:
+            truncate_torn(out, torn)
+        print(f"{out}: only a torn header ({torn.size} bytes); starting afresh", file=sys.stderr)
+        return None
+    existing = read_results(out)  # a torn final line is reported (a warning) and skipped
     for name in ("model", "hardware", "convention", "dtype"):
         then, now = existing.header.get(name), getattr(args, name)
         if then != now:
             raise InputFileError(f"{out}:1: measured with {name} {then!r}, this run asks {now!r}; use another --out")
+    if existing.torn is not None and not args.dry_run:
+        truncate_torn(out, existing.torn)  # appending after half a line would tear the next one
+        print(f"{out}: truncated the torn line {existing.torn.number} ({existing.torn.size} bytes) "
+              "before appending", file=sys.stderr)
     return existing
 
 
@@ -202,6 +217,11 @@ def _print_plan(args: argparse.Namespace, plan: Any, todo: Sequence[PointKey], m
     return 0
 
 
+def launch_max_model_len(args: argparse.Namespace) -> int:
+    """The ``--max-model-len`` a launched vLLM gets by default: enough for the sweep, >= 2048."""
+    return int(max(2048, max(args.input_tokens) + max(args.output_tokens)))
+
+
 #: ``--dtype`` values a launched vLLM takes as its own ``--dtype`` (quantized formats come from
 #: the checkpoint's ``quantization_config``, not from a flag).
 _VLLM_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -219,7 +239,7 @@ def launch_dtype(dtype: str | None) -> str:
 
 
 @contextmanager
-def _server(args: argparse.Namespace, plan: Any) -> Iterator[tuple[str, Callable[[], str | None]]]:
+def _server(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[], str | None]]]:
     """The server's URL, and a check that says why it is gone (None while it is fine)."""
     if not args.launch:
         yield str(args.endpoint).rstrip("/"), lambda: None
@@ -230,11 +250,10 @@ def _server(args: argparse.Namespace, plan: Any) -> Iterator[tuple[str, Callable
     served_dtype = launch_dtype(args.dtype)
     if not any(a.startswith(("--enable-mfu-metrics", "--no-enable-mfu-metrics")) for a in extra):
         extra.append("--enable-mfu-metrics")
-    longest = max(plan.input_tokens) + max(plan.output_tokens)
     with launch_vllm(
         args.model,
         log_path=args.out.with_name(args.out.name + ".vllm.log"),
-        max_model_len=args.max_model_len or max(2048, longest),
+        max_model_len=args.max_model_len or launch_max_model_len(args),
         extra_args=extra,
         startup_timeout_s=args.startup_timeout,
         dtype=served_dtype,
@@ -372,8 +391,10 @@ def point_line(point: Any) -> str:
         seconds, mfu, mbu = row.get("seconds"), row.get("mfu"), row.get("mbu")
         timing = "-" if seconds is None else f"{seconds:.3g} s"
         bound = f"{row['bound']}-bound" if row.get("bound") else "no peak"
-        parts.append(f"{row.get('phase')} {timing} MFU {util(mfu)} MBU {util(mbu)} ({bound})"
-                     + (" above the peak" if row.get("above_peak") else ""))
+        over, cannot = row.get("above_peak") or [], row.get("infeasible") or []
+        parts.append(f"{row.get('phase')} {timing} MFU {util(mfu, 1, 'mfu' in over or bool(cannot))} "
+                     f"MBU {util(mbu, 1, 'mbu' in over or bool(cannot))} ({bound})"
+                     + (" above the peak" if over else "") + "".join(f" {c}" for c in cannot))
     if point.flags:
         parts.append("flagged: " + ", ".join(str(f).split(":")[0] for f in point.flags))
     return " | ".join(parts)

@@ -9,9 +9,16 @@ One JSON object per line, each with a ``type``:
 - ``point``: one per finished point (``batch_size``, ``input_tokens``, ``output_tokens``,
   ``flags``, the measurement and its ``rows``).
 
-Non-finite floats are written as null (JSON has no NaN). Every line is flushed and fsync'ed before the next request is sent, so a crash loses at most the
-point in progress. A point counts as finished only once its ``point`` line exists; ``request``
-lines of a point interrupted before that stay in the file and are not part of any point.
+Non-finite floats are written as null (JSON has no NaN). Every line is flushed and fsync'ed
+before the next request is sent, so a crash loses at most the point in progress. A point counts
+as finished only once its ``point`` line exists; ``request`` lines of a point interrupted before
+that stay in the file and are not part of any point.
+
+A crash (SIGKILL, a full disk) in the middle of a write leaves a **torn final line**: the last
+line is not a whole JSON object. Every reader reports it (:class:`~mfubench.errors.
+InputFileWarning`) and skips it; ``run --resume`` truncates it (:func:`truncate_torn`) before
+appending and measures what is missing. A bad line anywhere else is still an error naming the
+file and line.
 """
 
 from __future__ import annotations
@@ -19,13 +26,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from mfubench.errors import InputFileError
+from mfubench.errors import InputFileError, InputFileWarning
 
 SCHEMA_VERSION = 1
 LINE_TYPES = ("header", "request", "point")
@@ -75,14 +83,78 @@ def _finite(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class TornLine:
+    """A final line cut by a crash: its 1-based number, the byte offset where it starts (the
+    length the file should be truncated to) and its length in bytes."""
+
+    number: int
+    offset: int
+    size: int
+
+    def describe(self, path: str | Path) -> str:
+        return (f"{path}:{self.number}: the last line is torn ({self.size} bytes, not a whole "
+                "JSON object: a write cut by a crash); skipped")
+
+
+def split_torn_tail(text: str, alone: bool = False) -> tuple[str, TornLine | None]:
+    """``text`` without a torn final line, and that line (None when there is none).
+
+    A line is written with its newline in one call, so a crash leaves the file without a final
+    newline: the last line is torn when the text does not end with one and that line is not a
+    JSON object. It must follow a whole line (a lone line is the file's content, for its reader
+    to refuse), unless ``alone`` (a resumed run whose very header was cut). What comes before
+    is kept untouched, so a reader still refuses a bad line elsewhere with its own message."""
+    if not text or text.endswith("\n"):
+        return text, None
+    start = text.rfind("\n") + 1
+    if start == 0 and not alone:
+        return text, None
+    last = text[start:]
+    if not last.strip():
+        return text, None
+    try:
+        whole = isinstance(json.loads(last), dict)
+    except (json.JSONDecodeError, RecursionError):
+        whole = False
+    if whole:
+        return text, None
+    kept = text[:start]
+    torn = TornLine(kept.count("\n") + 1, len(kept.encode("utf-8")), len(last.encode("utf-8")))
+    return kept, torn
+
+
+def decode_lines(data: bytes, path: str | Path) -> str:
+    """UTF-8 text of a JSON-lines file; a bad byte in the final line after whole ones (a
+    multi-byte character cut by a crash) is replaced, so :func:`split_torn_tail` sees that line
+    as torn; a bad byte anywhere else is an :class:`InputFileError` naming its offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        in_last_line = b"\n" not in data[exc.start:].rstrip() and b"\n" in data[:exc.start]
+        if not in_last_line:
+            raise InputFileError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+        return data.decode("utf-8", errors="replace")
+
+
+def truncate_torn(path: str | Path, torn: TornLine) -> None:
+    """Cut ``path`` back to before its torn line (what ``--resume`` does before appending)."""
+    with open(path, "r+b") as f:
+        f.truncate(torn.offset)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 @dataclass
 class ResultsFile:
-    """A results file read back: its header and its finished points, by key."""
+    """A results file read back: its header, its finished points by key, and the torn final
+    line it skipped, if any."""
 
     path: Path
     header: dict[str, Any]
     points: dict[PointKey, dict[str, Any]] = field(default_factory=dict)
     requests: int = 0
+    torn: TornLine | None = None
 
 
 def point_key(obj: Mapping[str, Any]) -> PointKey:
@@ -94,9 +166,12 @@ def read_results(path: str | Path) -> ResultsFile:
     """Read and validate a results file; :class:`InputFileError` names the file and line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise InputFileError(f"{path}: cannot read: {exc}") from exc
+    text, torn = split_torn_tail(decode_lines(data, path))
+    if torn is not None:
+        warnings.warn(torn.describe(path), InputFileWarning, stacklevel=2)
     result: ResultsFile | None = None
     for number, line in enumerate(text.splitlines(), start=1):
         where = f"{path}:{number}"
@@ -133,4 +208,5 @@ def read_results(path: str | Path) -> ResultsFile:
             raise InputFileError(f"{where}: unknown line type {kind!r} (expected one of {', '.join(LINE_TYPES)})")
     if result is None:
         raise InputFileError(f"{path}: empty results file (no header)")
+    result.torn = torn
     return result

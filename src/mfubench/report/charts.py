@@ -175,7 +175,7 @@ def roofline_chart(rows: Sequence[Row], setup: Setup) -> Chart:
                 continue
             pts.append(Point(r.arithmetic_intensity, y, f"{phase[0].upper()}{r.batch_size}",
                              _row_title(r, f"{r.arithmetic_intensity:.3g} FLOP/byte, "
-                                           f"{si(y, 'FLOP/s')} per device, MFU {util(r.mfu)}"),
+                                           f"{si(y, 'FLOP/s')} per device, MFU {util(r.mfu, 1, r.marked('mfu'))}"),
                              hollow=bool(r.flags)))
             xs.append(r.arithmetic_intensity)
         if pts:
@@ -251,9 +251,8 @@ def _by_batch_chart(
                 v = value(r)
                 if finite_positive(v):
                     assert v is not None
-                    # a utilisation over 1 is labelled on the chart itself, not only in its tooltip
-                    over = y_axis.unit == "fraction" and v > 1.0
-                    pts.append(Point(float(r.batch_size), v, f"{ABOVE_PEAK_MARK} above peak" if over else "",
+                    # a figure that is not a utilisation is labelled on the chart itself
+                    pts.append(Point(float(r.batch_size), v, _not_plain_label(r, v, y_axis),
                                      _row_title(r, describe(r, v)), hollow=bool(r.flags)))
                 ref = reference(r) if reference else None
                 if finite_positive(ref):
@@ -269,6 +268,15 @@ def _by_batch_chart(
                  y_axis, tuple(series))
 
 
+def _not_plain_label(row: Row, value: float, axis: Axis) -> str:
+    """``⚠ above peak`` / ``⚠ exceeds-memory`` for a utilisation that is not plain, else ""."""
+    if axis.unit != "fraction":
+        return ""
+    if row.infeasible:
+        return f"{ABOVE_PEAK_MARK} {row.infeasible[0]}"
+    return f"{ABOVE_PEAK_MARK} above peak" if value > 1.0 else ""
+
+
 def utilization_charts(rows: Sequence[Row], setup: Setup) -> list[Chart]:
     """MFU and MBU against batch, per phase, with the roofline's ceilings dashed."""
     denominator = setup.peak_label
@@ -278,14 +286,14 @@ def utilization_charts(rows: Sequence[Row], setup: Setup) -> list[Chart]:
         f"devices x peak); peak: {denominator}. Dashed: the MFU a run at exactly the "
         "roofline time would reach. Hollow markers carry flags.",
         rows, ("prefill", "decode"), Axis("MFU", "fraction"), lambda r: r.mfu,
-        lambda r, v: f"MFU {util(v, 2)}", lambda r: r.mfu_ceiling, "roofline ceiling")
+        lambda r, v: f"MFU {util(v, 2, r.marked('mfu'))}", lambda r: r.mfu_ceiling, "roofline ceiling")
     mbu = _by_batch_chart(
         "mbu", "MBU against batch size",
         "Log scale. MBU = bytes moved per device / (seconds x memory bandwidth of one device). Decode is "
         "judged by MBU: each step streams the weights and the KV cache. Dashed: the roofline "
         "ceiling. Hollow markers carry flags.",
         rows, ("prefill", "decode"), Axis("MBU", "fraction"), lambda r: r.mbu,
-        lambda r, v: f"MBU {util(v)}", lambda r: r.mbu_ceiling, "roofline ceiling")
+        lambda r, v: f"MBU {util(v, 1, r.marked('mbu'))}", lambda r: r.mbu_ceiling, "roofline ceiling")
     return [mfu, mbu]
 
 
@@ -381,11 +389,11 @@ def compare_charts(runs: Sequence[tuple[str, Sequence[Row]]]) -> list[Chart]:
         _by_batch_chart("compare-mfu", "MFU against batch size, by run",
                         "Colour: run; marker: phase (circle prefill, square decode). Later runs dashed.",
                         [], ("prefill", "decode"), Axis("MFU", "fraction"), lambda r: r.mfu,
-                        lambda r, v: f"MFU {util(v, 2)}", runs=runs),
+                        lambda r, v: f"MFU {util(v, 2, r.marked('mfu'))}", runs=runs),
         _by_batch_chart("compare-mbu", "MBU against batch size, by run",
                         "Colour: run; marker: phase (circle prefill, square decode). Later runs dashed.",
                         [], ("prefill", "decode"), Axis("MBU", "fraction"), lambda r: r.mbu,
-                        lambda r, v: f"MBU {util(v)}", runs=runs),
+                        lambda r, v: f"MBU {util(v, 1, r.marked('mbu'))}", runs=runs),
         _by_batch_chart("compare-latency", "Latency against batch size, by run",
                         "prefill seconds and decode seconds per step (output tokens - 1).",
                         [], ("prefill", "decode"), Axis("seconds", "seconds"), _latency,

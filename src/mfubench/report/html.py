@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mfubench import __version__
 from mfubench.analysis.above_peak import ABOVE_PEAK
 from mfubench.analysis.explain import summary
+from mfubench.analysis.feasibility import INFEASIBLE
 from mfubench.report import charts as ch
 from mfubench.report import svg, tables
 from mfubench.report.units import ABOVE_PEAK_MARK, gib, seconds, si
@@ -180,8 +181,9 @@ def tables_section(rows: Sequence[Row], peak_label: str) -> str:
 
 
 def _above_peak_text(row: Row) -> str:
-    """The row's above-peak flag (the tooltip of its marked cells)."""
-    return next((f for f in row.flags if f.startswith(ABOVE_PEAK)), ABOVE_PEAK)
+    """The row's above-peak or infeasibility flags (the tooltip of its marked cells)."""
+    kinds = (ABOVE_PEAK, *INFEASIBLE)
+    return "; ".join(f for f in row.flags if f.startswith(kinds)) or ABOVE_PEAK
 
 
 def latency_section(rows: Sequence[Row]) -> str:

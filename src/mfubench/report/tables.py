@@ -29,24 +29,26 @@ COLUMNS: tuple[tuple[str, Any], ...] = (
     ("seconds", lambda r: "-" if r.seconds is None else f"{r.seconds:.4g}"),
     ("FLOPs", lambda r: si(r.flops, "FLOP")),
     ("achieved", lambda r: si(r.achieved_flops_per_s, "FLOP/s")),
-    ("MFU", lambda r: util(r.mfu, 2)),
+    ("MFU", lambda r: util(r.mfu, 2, r.marked("mfu"))),
     ("bytes/GPU", lambda r: si(r.bytes, "B")),
-    ("MBU", lambda r: util(r.mbu)),
+    ("MBU", lambda r: util(r.mbu, 1, r.marked("mbu"))),
     ("FLOP/B", lambda r: f"{r.arithmetic_intensity:.3g}"),
     ("bound", lambda r: r.bound or "-"),
     ("roofline s", lambda r: "-" if r.roofline_s is None else f"{r.roofline_s:.4g}"),
-    ("eff.", lambda r: util(r.efficiency, 0)),
+    ("eff.", lambda r: util(r.efficiency, 0, r.marked("efficiency"))),
     ("flags", lambda r: ", ".join(f.split(":")[0] for f in r.flags) or ""),
 )
 
 
-#: Printed under tables that hold an above-peak figure.
-ABOVE_PEAK_LEGEND = (f"{ABOVE_PEAK_MARK} above 100 % of the peak: not a utilisation (a peak, a time "
-                     "or a count is wrong); the row's above-peak flag names the likely cause")
+#: Printed under tables that hold a figure that is not plain.
+ABOVE_PEAK_LEGEND = (f"{ABOVE_PEAK_MARK} not a utilisation: above 100 % of the peak (a peak, a time "
+                     "or a count is wrong: the above-peak flag names the likely cause), or a point "
+                     "the layout could not hold (exceeds-context, exceeds-memory)")
 
 
 def any_above_peak(rows: Sequence[Row]) -> bool:
-    return any(r.above_peak for r in rows)
+    """True when some row has a figure that is not plain (above the peak or infeasible)."""
+    return any(not r.plain for r in rows)
 
 
 def title(phase: str, rows: Sequence[Row], peak_label: str) -> str:
@@ -72,7 +74,7 @@ def terminal_tables(rows: Sequence[Row], peak_label: str) -> list[Table]:
         for header, _ in COLUMNS:
             t.add_column(header, justify="left" if header in ("bound", "flags") else "right")
         for r in sel:
-            t.add_row(*(fn(r) for _, fn in COLUMNS), style="bold red" if r.above_peak else None)
+            t.add_row(*(fn(r) for _, fn in COLUMNS), style=None if r.plain else "bold red")
         if any_above_peak(sel):
             t.caption, t.caption_justify = ABOVE_PEAK_LEGEND, "left"
         tables.append(t)
@@ -95,7 +97,8 @@ def markdown(rows: Sequence[Row], peak_label: str) -> str:
 
 
 def to_csv(rows: Sequence[Row]) -> str:
-    """Every field of every row, machine-readable (flags and ``above_peak`` joined with ``; ``).
+    """Every field of every row, machine-readable (flags, ``above_peak`` and ``infeasible``
+    joined with ``; ``).
 
     Figures stay numbers; a row with a figure above 1 names it in ``above_peak`` and carries the
     ``above-peak`` flag."""
@@ -107,5 +110,6 @@ def to_csv(rows: Sequence[Row]) -> str:
     for d in dicts:
         d["flags"] = "; ".join(d["flags"])
         d["above_peak"] = "; ".join(d["above_peak"])
+        d["infeasible"] = "; ".join(d["infeasible"])
         writer.writerow(d)
     return buf.getvalue()

@@ -37,16 +37,19 @@ def pct(fraction: float | None, digits: int = 1) -> str:
     return f"{fraction * 100:.{digits}f} %"
 
 
-#: Written after a utilisation above 100 %: the figure is not a utilisation (an ``above-peak``
-#: row: a peak, a time or a count is wrong; the row's flag says which is likely).
+#: Written after a utilisation that is not a plain figure: above 100 % (an ``above-peak`` row: a
+#: peak, a time or a count is wrong) or of a point that could not have happened (``exceeds-*``).
 ABOVE_PEAK_MARK = "⚠"
 
 
-def util(fraction: float | None, digits: int = 1) -> str:
-    """A utilisation (MFU, MBU, efficiency) as :func:`pct`, marked with :data:`ABOVE_PEAK_MARK`
-    when above 100 %: ``util(7.55) == "755.0 % ⚠"``. Never clamped."""
+def util(fraction: float | None, digits: int = 1, marked: bool | None = None) -> str:
+    """A utilisation (MFU, MBU, efficiency) as :func:`pct`, followed by :data:`ABOVE_PEAK_MARK`
+    when ``marked`` (by default: when above 100 %): ``util(7.55) == "755.0 % ⚠"``. Never
+    clamped."""
     text = pct(fraction, digits)
-    return f"{text} {ABOVE_PEAK_MARK}" if fraction is not None and fraction > 1.0 else text
+    if marked is None:
+        marked = fraction is not None and fraction > 1.0
+    return f"{text} {ABOVE_PEAK_MARK}" if marked and fraction is not None else text
 
 
 def seconds(value: float | None) -> str:

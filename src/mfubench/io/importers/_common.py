@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mfubench.analysis.measurement import Measurement
-from mfubench.errors import InputFileError
+from mfubench.errors import InputFileError, InputFileWarning
+from mfubench.measure.results_log import decode_lines, split_torn_tail
 
 
 def read_text(path: Path) -> str:
@@ -31,10 +33,7 @@ def read_text(path: Path) -> str:
         raise InputFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not data.strip():
         raise InputFileError(f"{path}: empty file")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputFileError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    text = decode_lines(data.removeprefix(b"\xef\xbb\xbf"), path)  # a byte-order mark allowed
     if not text.strip():
         raise InputFileError(f"{path}: empty file")
     return text
@@ -82,7 +81,11 @@ def is_json_extra_data(text: str) -> bool:
 
 
 def json_lines(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """``(line number, object)`` for every non-blank line; each line must be a JSON object."""
+    """``(line number, object)`` for every non-blank line; each line must be a JSON object,
+    except a torn final line (a write cut by a crash), which is reported and skipped."""
+    text, torn = split_torn_tail(text)
+    if torn is not None:
+        warnings.warn(torn.describe(path), InputFileWarning, stacklevel=2)
     out: list[tuple[int, dict[str, Any]]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
