@@ -477,3 +477,21 @@ def test_a_launched_engines_context_is_the_analysis_limit() -> None:
     args = parser.parse_args(["run", "--endpoint", "http://x", "--model", "Qwen/Qwen3-8B",
                               "--hardware", "H100-SXM", "--input-tokens", "1", "--output-tokens", "1"])
     assert run_command._analysis(args)[2].max_model_len is None  # unknown: the model's limit applies
+
+
+def test_run_refuses_points_the_layout_cannot_hold_before_sending_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.jsonl"
+    argv = ["run", "--endpoint", "http://127.0.0.1:9", "--model", "meta-llama/Llama-3.3-70B-Instruct",
+            "--hardware", "4xH100-SXM", "--batch-sizes", "8,4096", "--input-tokens", "2048",
+            "--output-tokens", "128", "--out", str(out)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "1 point(s) cannot be served" in err and "memory holds 206 sequences" in err
+    assert "--allow-infeasible" in err and not out.exists()
+    assert cli.main([*argv, "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert [p["point"] for p in plan["infeasible"]] == [[4096, 2048, 128]]
+    # with --allow-infeasible the run goes on to the server (here: none, a connection error)
+    assert cli.main([*argv, "--allow-infeasible"]) == 3
+    assert "cannot connect" in capsys.readouterr().err

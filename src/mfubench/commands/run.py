@@ -92,6 +92,9 @@ def register(sub: Any) -> None:
     p.add_argument("--client-procs", type=positive_int, default=1, metavar="N",
                    help="client processes sharing each batch, for concurrency one process cannot drive (default 1)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--allow-infeasible", action="store_true",
+                   help="measure points beyond the context or the memory of the layout anyway "
+                        "(their rows are flagged; default: refuse them before anything is sent)")
     p.add_argument("--json", action="store_true", help='print {"rows": [...]} on stdout at the end')
     p.add_argument("engine_args", nargs="*", metavar="-- ENGINE_ARGS",
                    help="after --: extra arguments for the launched engine")
@@ -112,8 +115,15 @@ def run(args: argparse.Namespace) -> int:
     finished = set(existing.points) if existing else set()
     todo = [k for k in plan.points() if k not in finished]
     mode = prompt_mode(args.prompt_mode, args.tokenizer)
+    infeasible = _infeasible(setup, todo)
     if args.dry_run:
-        return _print_plan(args, plan, todo, mode)
+        return _print_plan(args, plan, todo, mode, infeasible)
+    if infeasible and not args.allow_infeasible:
+        shown = "; ".join(f"batch {b} input {i} output {o}: {flags[0]}" for (b, i, o), flags in infeasible[:3])
+        more = f" (and {len(infeasible) - 3} more)" if len(infeasible) > 3 else ""
+        raise MfubenchError(f"{len(infeasible)} point(s) cannot be served as a batch on "
+                            f"{args.hardware}: {shown}{more}; drop them, or pass --allow-infeasible "
+                            "to measure them anyway (their rows are flagged)")
     from mfubench.measure.client import default_token_range
 
     token_range = default_token_range(vocab_size)
@@ -194,7 +204,18 @@ def _existing(args: argparse.Namespace) -> ResultsFile | None:
     return existing
 
 
-def _print_plan(args: argparse.Namespace, plan: Any, todo: Sequence[PointKey], mode: str) -> int:
+def _infeasible(setup: Any, todo: Sequence[PointKey]) -> list[tuple[PointKey, list[str]]]:
+    """The points of ``todo`` beyond the layout's context or memory, with their flags."""
+    if setup is None:  # an analysis replaced in tests
+        return []
+    from mfubench.analysis.feasibility import feasibility_flags
+
+    checked = [(key, feasibility_flags(setup, *key)) for key in todo]
+    return [(key, flags) for key, flags in checked if flags]
+
+
+def _print_plan(args: argparse.Namespace, plan: Any, todo: Sequence[PointKey], mode: str,
+                infeasible: Sequence[tuple[PointKey, list[str]]] = ()) -> int:
     requests = sum(b * (plan.repeats + plan.warmup) for b, _, _ in todo)
     summary = {
         "points": len(plan.points()),
@@ -205,6 +226,7 @@ def _print_plan(args: argparse.Namespace, plan: Any, todo: Sequence[PointKey], m
         "prompt_mode": mode,
         "out": str(args.out),
         "target": args.endpoint or f"launch {args.launch} {args.model}",
+        "infeasible": [{"point": list(key), "flags": flags} for key, flags in infeasible],
     }
     if args.json:
         print(json.dumps({"plan": summary}))
@@ -212,8 +234,14 @@ def _print_plan(args: argparse.Namespace, plan: Any, todo: Sequence[PointKey], m
         print(f"{summary['target']}: {len(todo)} of {summary['points']} points to measure, "
               f"{requests} requests ({summary['prompt_tokens']} prompt + {summary['output_tokens']} "
               f"output tokens, {mode} prompts), results in {args.out}")
+        cannot = dict(infeasible)
         for b, i, o in todo:
-            print(f"  batch {b:>4}  input {i:>6}  output {o:>6}")
+            flags = cannot.get((b, i, o), [])
+            note = ("  " + ", ".join(f.split(":")[0] for f in flags)) if flags else ""
+            print(f"  batch {b:>4}  input {i:>6}  output {o:>6}{note}")
+        for key, flags in infeasible:
+            for flag in flags:
+                print(f"  batch {key[0]} input {key[1]} output {key[2]}: {flag}")
     return 0
 
 
