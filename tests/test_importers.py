@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extreme import extreme_numbers, huge_lists
+from mfubench.analysis.load import Load
 from mfubench.analysis.measurement import Measurement
 from mfubench.errors import InputFileError, InputFileWarning, MfubenchError
 from mfubench.io.importers import load_measurements
@@ -291,23 +292,27 @@ def test_vllm_detailed_result_uses_the_per_request_arrays() -> None:
     assert m.extra["itl_kind"] == "decode_time_per_token" and m.source == "detailed.json"
 
 
-def test_vllm_summary_result_over_several_batches() -> None:
+def test_vllm_summary_result_at_a_concurrency_is_a_closed_loop_not_a_batch() -> None:
     doc = raw(VLLM / "summary.json")
     (m,) = load_measurements(VLLM / "summary.json")
-    assert m.batch_size == doc["max_concurrency"] == 2 and doc["num_prompts"] == 8
+    assert m.load == Load("concurrency", 2.0) and doc["num_prompts"] == 8
+    assert m.batch_size == doc["max_concurrency"] == 2
     assert m.input_tokens == doc["total_input_tokens"] / 8
     assert m.output_tokens == doc["total_output_tokens"] / 8
-    assert m.ttft_s == doc["mean_ttft_ms"] / 1000 and m.itl_s == doc["mean_tpot_ms"] / 1000
-    assert m.elapsed_s is None and m.extra["duration_s"] == doc["duration"]
+    assert m.ttft_s == doc["mean_ttft_ms"] / 1000 and m.tpot_s == doc["mean_tpot_ms"] / 1000
+    assert m.itl_s is None and m.elapsed_s is None  # per-request means, not a batch's times
+    assert (m.duration_s, m.completed) == (doc["duration"], doc["completed"])
+    assert m.request_throughput == pytest.approx(doc["request_throughput"], rel=1e-12)
     assert m.extra["per_request_arrays"] is False and m.extra["itl_kind"] == "mean_tpot"
+    assert "below num_prompts" in m.extra["load_from"]
 
 
 def test_vllm_result_with_a_failed_request_and_no_concurrency_limit() -> None:
     doc = raw(VLLM / "failed.json")
     (m,) = load_measurements(VLLM / "failed.json")
     assert doc["max_concurrency"] is None and doc["failed"] == 1
-    assert m.batch_size == doc["num_prompts"] == 6
-    assert m.extra["batch_size_from"].startswith("num_prompts")
+    assert m.batch_size == doc["num_prompts"] == 6 and m.load == Load()  # all at once: static
+    assert m.extra["load_from"].startswith("every prompt in flight at once")
     ok = [i for i, e in enumerate(doc["errors"]) if not e]
     assert m.ttft_s == pytest.approx(math.fsum(doc["ttfts"][i] for i in ok) / len(ok), rel=1e-12)
     assert m.ttft_s == pytest.approx(doc["mean_ttft_ms"] / 1000, rel=1e-9)
@@ -321,12 +326,19 @@ def test_vllm_appended_results_give_one_point_per_line() -> None:
     assert all(m.requested_output_tokens == 8 and not m.stopped_early for m in points)
 
 
-def test_vllm_zero_means_are_absent_and_a_finite_rate_is_noted(tmp_path: Path) -> None:
+def test_vllm_zero_means_are_absent_and_a_finite_rate_is_an_open_loop(tmp_path: Path) -> None:
     doc = raw(VLLM / "summary.json")
     doc.update(mean_ttft_ms=0.0, mean_tpot_ms=0.0, request_rate=4.0)
     (m,) = load_measurements(write(tmp_path, "r.json", doc))
-    assert m.ttft_s is None and m.itl_s == doc["mean_itl_ms"] / 1000
-    assert m.extra["itl_kind"] == "mean_itl" and "batch_size_note" in m.extra
+    assert m.load == Load("rate", 4.0, "poisson")
+    assert m.ttft_s is None and m.tpot_s == doc["mean_itl_ms"] / 1000
+    assert m.extra["itl_kind"] == "mean_itl" and m.batch_size == 1
+    assert m.extra["batch_size_from"].startswith("unknown")  # no mean TTFT: no Little's law
+    doc.update(mean_ttft_ms=30.0, burstiness=0.5)
+    (m,) = load_measurements(write(tmp_path, "g.json", doc))
+    assert m.load == Load("rate", 4.0, "gamma", 0.5)
+    e2e = 0.030 + (m.output_tokens - 1) * doc["mean_itl_ms"] / 1000
+    assert m.batch_size == max(1, round(doc["completed"] / doc["duration"] * e2e))
 
 
 @pytest.mark.parametrize(
@@ -490,6 +502,8 @@ _KEYS = [
     "ttft_s", "itl_s", "elapsed_s", "avg_input_tokens", "avg_output_tokens", "elapsed_time",
     "duration", "completed", "num_prompts", "max_concurrency", "input_lens", "output_lens",
     "ttfts", "itls", "errors", "total_input_tokens", "total_output_tokens", "mean_ttft_ms",
+    "concurrency", "request_rate", "arrival", "tpot_ms", "duration_s", "completed", "request_throughput",
+    "burstiness", "mean_tpot_ms",
 ]
 
 
@@ -608,3 +622,35 @@ def test_a_torn_final_line_is_reported_and_skipped_a_bad_middle_line_is_an_error
     with pytest.raises(InputFileError, match=r"results.jsonl: line 3"):
         load_measurements(path)
 
+
+
+# --- tables under load ------------------------------------------------------------------------
+
+
+def test_table_rows_under_a_concurrency_or_a_rate(tmp_path: Path) -> None:
+    text = ("concurrency,request_rate,arrival,input_tokens,output_tokens,ttft_ms,tpot_ms,duration_s,completed\n"
+            "64,,,1000,1000,900,40,60,100\n"
+            ",4,gamma,1000,500,120,20,,\n")
+    first, second = load_measurements(write(tmp_path, "load.csv", text))
+    assert first.load == Load("concurrency", 64.0) and first.batch_size == 64
+    assert (first.ttft_s, first.tpot_s, first.duration_s, first.completed) == (0.9, 0.04, 60.0, 100)
+    assert second.load == Load("rate", 4.0, "gamma")
+    assert second.batch_size == round(4 * (0.12 + 499 * 0.02))  # Little's law: 40 in flight
+    assert "Little's law" in second.extra["batch_size_from"]
+    rows = [{"concurrency": 8, "input_tokens": 128, "output_tokens": 64, "ttft_s": 0.1, "tpot_s": 0.01}]
+    (m,) = load_measurements(write(tmp_path, "load.json", rows))
+    assert m.load.kind == "concurrency"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("batch_size,concurrency,input_tokens,output_tokens,ttft_s\n4,4,10,1,0.1\n",
+     "'batch_size / concurrency / request_rate': a row needs exactly one of them, got batch_size, concurrency"),
+    ("concurrency,request_rate,input_tokens,output_tokens,ttft_s\n,,10,1,0.1\n", "got none"),
+    ("input_tokens,output_tokens,ttft_s\n10,1,0.1\n", "no load column"),
+    ("concurrency,arrival,input_tokens,output_tokens,ttft_s\n4,poisson,10,1,0.1\n", "only a request_rate row has arrivals"),
+    ("request_rate,arrival,input_tokens,output_tokens,ttft_s\n4,bursty,10,1,0.1\n", "arrival 'bursty'"),
+    ("concurrency,input_tokens,output_tokens,ttft_s\n2.5,10,1,0.1\n", "'concurrency': must be a whole number"),
+    ("concurrency,input_tokens,output_tokens,ttft_s,completed\n2,10,1,0.1,0\n", "'completed'"),
+])
+def test_table_load_errors_name_the_field(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in error_of(write(tmp_path, "bad.csv", text))

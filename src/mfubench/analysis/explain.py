@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from mfubench.analysis.above_peak import ABOVE_PEAK, likely_causes
 from mfubench.analysis.feasibility import INFEASIBLE
+from mfubench.analysis.under_load import DECODE_WITH_PREFILL, PREFILL_NOT_SEPARABLE
 from mfubench.report.units import pct, seconds, util
 
 if TYPE_CHECKING:
@@ -19,12 +20,16 @@ if TYPE_CHECKING:
 
 def explain_row(setup: Setup, row: Row) -> str:
     """One paragraph on one row."""
+    where = f"batch {row.batch_size}" if row.load == "static" else row.load
     if row.bound is None or row.ridge is None:
-        return (f"{row.phase} at batch {row.batch_size}: no {row.dtype} peak for "
+        return (f"{row.phase} at {where}: no {row.dtype} peak for "
                 f"{row.hardware}, so no MFU or roofline")
-    head = (f"{row.phase} at batch {row.batch_size} is {row.bound}-bound: "
+    head = (f"{row.phase} at {where} is {row.bound}-bound: "
             f"{row.arithmetic_intensity:.3g} FLOP/byte against a ridge of {row.ridge:.3g}")
     parts = [head]
+    if row.load != "static" and isinstance(row.extra.get("derived"), str):
+        parts.append(f"{'one mean engine step' if row.phase == 'decode' else 'time-averaged'}: "
+                     f"{row.extra['derived']}")
     if row.mfu is not None and row.mbu is not None:
         parts.append(f"MFU {util(row.mfu, 1, row.marked('mfu'))}, MBU {util(row.mbu, 1, row.marked('mbu'))}")
     if row.efficiency is not None and row.roofline_s is not None:
@@ -47,11 +52,16 @@ def _advice(setup: Setup, row: Row) -> str:
         context = round(row.input_tokens + row.output_tokens)
         turn = compute_bound_batch(setup, round(row.input_tokens))
         fits, _, _ = max_batch(setup, context)
+        decoding = row.extra.get("sequences_decoding")
         if turn is None:
             reach = "no batch makes it compute-bound at this context (the KV cache grows as fast as the work)"
+        elif isinstance(decoding, float):
+            reach = (f"MFU can only rise with >= {turn} sequences decoding at once: raise the "
+                     "concurrency or the rate")
         else:
             reach = f"MFU can only rise with batch >= {turn}"
-        return (f"Each step streams the weights and the KV cache once for {row.batch_size} "
+        tokens = f"{decoding:.3g}" if isinstance(decoding, float) else str(row.batch_size)
+        return (f"Each step streams the weights and the KV cache once for {tokens} "
                 f"token(s): {reach}, and memory holds {fits} sequences of "
                 f"{context} tokens.")
     if row.bound == "compute" and row.efficiency is not None and row.efficiency < 0.7:
@@ -94,6 +104,11 @@ def summary(rows: Sequence[Row]) -> list[str]:
         likely = likely_causes(over[0], over[0].above_peak)[0]
         out.append(f"{len(over)} row(s) are above the peak ({where}): a figure over 100 % is not "
                    f"a utilisation but a wrong peak, time or count; most likely {likely}.")
+    loads = list(dict.fromkeys(r.load for r in rows if r.load != "static"))
+    if loads:
+        out.append(f"under load ({', '.join(loads)}): decode is one mean engine step (Little's law "
+                   "for the sequences decoding, TPOT for its time) and total is time-averaged over "
+                   f"the run; {PREFILL_NOT_SEPARABLE}, so there is no prefill row.")
     cannot = [r for r in rows if r.infeasible]
     if cannot:
         kinds = sorted({k for r in cannot for k in r.infeasible})
@@ -101,7 +116,7 @@ def summary(rows: Sequence[Row]) -> list[str]:
         out.append(f"{len(cannot)} row(s) could not have happened as described ({', '.join(kinds)}: "
                    f"{where}): beyond the context or the memory of the layout, so their figures are "
                    "not utilisations; see their flags.")
-    own = (ABOVE_PEAK, *INFEASIBLE)
+    own = (ABOVE_PEAK, *INFEASIBLE, DECODE_WITH_PREFILL)
     flagged = [r for r in rows if any(not f.startswith(own) for f in r.flags)]
     if flagged:
         out.append(f"{len(flagged)} row(s) carry flags (early stops, estimated times); see the flags column.")

@@ -2,7 +2,8 @@
 
 A :class:`Measurement` is a batch of ``batch_size`` requests, each of ``input_tokens`` prompt
 tokens and ``output_tokens`` generated ones (averages over the batch when they differ), with any
-of the timings below. Importers (the seed's format, CSV/JSON tables, vLLM bench, mfubench's own
+of the timings below, under a :class:`~mfubench.analysis.load.Load` (a static batch unless said:
+under a concurrency, a rate or a trace the timings are per-request means). Importers (the seed's format, CSV/JSON tables, vLLM bench, mfubench's own
 results) and the live sweep all produce this one type; the analysis never looks further back.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mfubench.analysis.load import STATIC, Load
 from mfubench.counting.workload import MAX_COUNT
 from mfubench.errors import InputFileError
 
@@ -22,7 +24,9 @@ class Measurement:
     """A measured point.
 
     Attributes:
-        batch_size: requests sent at once (all in flight together).
+        batch_size: requests sent at once (all in flight together); under a concurrency load,
+            the requests kept in flight; under a rate or a trace, the mean number in flight
+            (Little's law, rounded, at least 1: ``extra["batch_size_from"]`` says so).
         input_tokens: prompt tokens per request (mean over the batch).
         output_tokens: generated tokens per request (mean over the batch).
         requested_output_tokens: what was asked for; when ``output_tokens`` is below it the
@@ -35,6 +39,11 @@ class Measurement:
         output_tokens_per_s: generated tokens of the whole batch per second.
         server_flops / server_read_bytes / server_write_bytes: the serving engine's own counter
             deltas over the point (vLLM ``--enable-mfu-metrics``), per GPU as the engine counts.
+        load: how the requests arrived (static by default).
+        tpot_s: mean seconds per output token after the first, per request (under load).
+        duration_s: seconds of the whole run (under load: first request sent to last done).
+        completed: requests that completed in the run.
+        request_throughput: completed requests per second.
         source: where the point came from (a file and key, or a run), for messages.
         extra: anything else the source carried, kept for provenance.
     """
@@ -52,6 +61,11 @@ class Measurement:
     server_write_bytes: float | None = None
     source: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    load: Load = STATIC
+    tpot_s: float | None = None
+    duration_s: float | None = None
+    completed: int | None = None
+    request_throughput: float | None = None
 
     def __post_init__(self) -> None:
         where = self.source or "measurement"
@@ -67,14 +81,17 @@ class Measurement:
             if value > MAX_COUNT:
                 raise InputFileError(f"{where}: {name} {value:g} exceeds 2^40 = {MAX_COUNT}, far "
                                      "beyond any real deployment")
-        for name in ("ttft_s", "itl_s", "elapsed_s", "output_tokens_per_s"):
+        for name in TIMINGS:
             value = getattr(self, name)
             if value is not None and (not _finite(value) or value <= 0):
-                raise InputFileError(f"{where}: {name} must be a positive number of seconds, got {value!r}")
-        if self.ttft_s is None and self.itl_s is None and self.elapsed_s is None and self.output_tokens_per_s is None:
-            raise InputFileError(
-                f"{where}: no timing; give at least one of ttft_s, itl_s, elapsed_s, output_tokens_per_s"
-            )
+                raise InputFileError(f"{where}: {name} must be a positive number, got {value!r}")
+        if all(getattr(self, name) is None for name in TIMINGS):
+            raise InputFileError(f"{where}: no timing; give at least one of {', '.join(TIMINGS)}")
+        if self.completed is not None and (
+                not isinstance(self.completed, int) or isinstance(self.completed, bool)
+                or not 1 <= self.completed <= MAX_COUNT):
+            raise InputFileError(f"{where}: completed must be a whole number of requests >= 1, "
+                                 f"got {self.completed!r}")
 
     @property
     def stopped_early(self) -> bool:
@@ -83,6 +100,11 @@ class Measurement:
             self.requested_output_tokens is not None
             and self.output_tokens < self.requested_output_tokens - 1e-9
         )
+
+
+#: The timing fields; a measurement needs at least one.
+TIMINGS: tuple[str, ...] = ("ttft_s", "itl_s", "elapsed_s", "output_tokens_per_s", "tpot_s",
+                            "duration_s", "request_throughput")
 
 
 def _finite(value: object) -> bool:

@@ -234,6 +234,7 @@ class Row:
     extra: Mapping[str, Any] = field(default_factory=dict)
     above_peak: tuple[str, ...] = ()
     infeasible: tuple[str, ...] = ()
+    load: str = "static"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -268,7 +269,24 @@ def make_row(
 ) -> Row:
     """A row from the phase's work and its measured seconds (None: roofline only)."""
     batch, inp, out = m.batch_size, round(m.input_tokens), max(1, round(m.output_tokens))
-    work = phase_work(setup, phase, batch, inp, out)
+    return row_of_work(setup, m, phase, phase_work(setup, phase, batch, inp, out), seconds,
+                       seconds_source, flags)
+
+
+def row_of_work(
+    setup: Setup,
+    m: Measurement,
+    phase: Phase,
+    work: Work,
+    seconds: float | None,
+    seconds_source: str,
+    flags: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> Row:
+    """A row of ``m`` from a phase's ``work`` (counted by the caller: a static batch's phase, or
+    the work under a load) over its measured ``seconds``, with the roofline, the utilisation,
+    the feasibility checks and the above-peak invariant."""
+    batch = m.batch_size
     rl = phase_roofline(setup, work)
     rl_measured = phase_roofline(setup, work, measured=True) if setup.hardware.calibration else None
     machine = setup.machine()
@@ -319,7 +337,8 @@ def make_row(
         server_flops=m.server_flops if server else None,
         server_read_bytes=m.server_read_bytes if server else None,
         server_write_bytes=m.server_write_bytes if server else None,
-        extra=_row_extra(m, phase, rl_measured),
+        extra={**_row_extra(m, phase, rl_measured), **(extra or {})},
+        load=m.load.label,
     )
     cannot = feasibility_flags(setup, batch, m.input_tokens, m.output_tokens)
     if cannot:
@@ -381,6 +400,10 @@ def analyze_point(setup: Setup, m: Measurement, peers: Iterable[Measurement] = (
     """The rows of one measured point; ``peers`` are the other points of the same analysis,
     searched for a prefill measurement matching this point's batch and input length."""
     flags = _point_flags(m)
+    if m.load.continuous:
+        from mfubench.analysis.under_load import analyze_under_load
+
+        return [_explained(setup, r) for r in analyze_under_load(setup, m, flags)]
     rows: list[Row] = []
     steps = max(0, round(m.output_tokens) - 1)
     pre_s, pre_how = _prefill_seconds(m)

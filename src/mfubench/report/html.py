@@ -168,11 +168,11 @@ def _table(caption: str, headers: Sequence[str], cells: Sequence[Sequence[str]],
 
 def tables_section(rows: Sequence[Row], peak_label: str) -> str:
     """The analyze tables, one per phase, the same columns as ``analyze --markdown``."""
-    columns = tables.COLUMNS
-    headers = [h for h, _ in columns]
-    left = [i for i, h in enumerate(headers) if h in ("bound", "flags")]
     out = []
     for phase, sel in tables.by_phase(rows).items():
+        columns = tables.columns(sel)
+        headers = [h for h, _ in columns]
+        left = [i for i, h in enumerate(headers) if h in ("bound", "flags", "load")]
         cells = [[_cell(fn(r), _above_peak_text(r)) for _, fn in columns] for r in sel]
         out.append(_table(tables.title(phase, sel, peak_label), headers, cells, left))
         if tables.any_above_peak(sel):

@@ -40,6 +40,17 @@ COLUMNS: tuple[tuple[str, Any], ...] = (
 )
 
 
+#: The load column, shown where some row was measured under a concurrency, a rate or a trace.
+LOAD_COLUMN: tuple[str, Any] = ("load", lambda r: r.load)
+
+
+def columns(rows: Sequence[Row]) -> tuple[tuple[str, Any], ...]:
+    """:data:`COLUMNS`, with the load after the batch when some row is not a static batch."""
+    if all(r.load == "static" for r in rows):
+        return COLUMNS
+    return (COLUMNS[0], LOAD_COLUMN, *COLUMNS[1:])
+
+
 #: Printed under tables that hold a figure that is not plain.
 ABOVE_PEAK_LEGEND = (f"{ABOVE_PEAK_MARK} not a utilisation: above 100 % of the peak (a peak, a time "
                      "or a count is wrong: the above-peak flag names the likely cause), or a point "
@@ -71,10 +82,11 @@ def terminal_tables(rows: Sequence[Row], peak_label: str) -> list[Table]:
     tables = []
     for phase, sel in by_phase(rows).items():
         t = Table(title=title(phase, sel, peak_label), title_justify="left")
-        for header, _ in COLUMNS:
-            t.add_column(header, justify="left" if header in ("bound", "flags") else "right")
+        cols = columns(sel)
+        for header, _ in cols:
+            t.add_column(header, justify="left" if header in ("bound", "flags", "load") else "right")
         for r in sel:
-            t.add_row(*(fn(r) for _, fn in COLUMNS), style=None if r.plain else "bold red")
+            t.add_row(*(fn(r) for _, fn in cols), style=None if r.plain else "bold red")
         if any_above_peak(sel):
             t.caption, t.caption_justify = ABOVE_PEAK_LEGEND, "left"
         tables.append(t)
@@ -86,10 +98,11 @@ def markdown(rows: Sequence[Row], peak_label: str) -> str:
     out: list[str] = []
     for phase, sel in by_phase(rows).items():
         out.append(f"**{title(phase, sel, peak_label)}**\n")
-        out.append("| " + " | ".join(h for h, _ in COLUMNS) + " |")
-        out.append("|" + "|".join("---" for _ in COLUMNS) + "|")
+        cols = columns(sel)
+        out.append("| " + " | ".join(h for h, _ in cols) + " |")
+        out.append("|" + "|".join("---" for _ in cols) + "|")
         for r in sel:
-            out.append("| " + " | ".join(fn(r) for _, fn in COLUMNS) + " |")
+            out.append("| " + " | ".join(fn(r) for _, fn in cols) + " |")
         if any_above_peak(sel):
             out.append(f"\n{ABOVE_PEAK_LEGEND}")
         out.append("")

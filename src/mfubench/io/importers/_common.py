@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mfubench.analysis.measurement import Measurement
+from mfubench.analysis.measurement import TIMINGS, Measurement
 from mfubench.errors import InputFileError, InputFileWarning
 from mfubench.measure.results_log import decode_lines, split_torn_tail
 
@@ -179,9 +179,9 @@ class Entry:
 
     def field(self, name: str, field: str, value: object, scale: float = 1.0) -> float | int:
         """``value`` checked as Measurement's ``field`` requires (``name`` is what the file calls it)."""
-        if field == "batch_size":
+        if field in ("batch_size", "concurrency", "completed"):
             return self.count(name, value)
-        if field in ("ttft_s", "itl_s", "elapsed_s"):
+        if field in ("ttft_s", "itl_s", "elapsed_s", "tpot_s", "duration_s"):
             return self.seconds(name, value, scale)
         if field in ("input_tokens", "requested_output_tokens"):
             return self.number(name, value, minimum=1.0, strict=False)
@@ -196,9 +196,8 @@ class Entry:
 
     def measurement(self, **fields: Any) -> Measurement:
         """Build the Measurement; any check it makes beyond ours is reported at this entry."""
-        timings = ("ttft_s", "itl_s", "elapsed_s", "output_tokens_per_s")
-        if all(fields.get(name) is None for name in timings):
-            raise self.error(None, f"no timing; give at least one of {', '.join(timings)}")
+        if all(fields.get(name) is None for name in TIMINGS):
+            raise self.error(None, f"no timing; give at least one of {', '.join(TIMINGS)}")
         try:
             return Measurement(source=self.source, **fields)
         except InputFileError as exc:

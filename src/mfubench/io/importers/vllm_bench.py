@@ -8,24 +8,27 @@ per-request arrays ``input_lens``, ``output_lens`` (0 for a failed request), ``t
 ``itls`` (s, one list per request, a gap per streamed chunk) and ``errors`` ("" on success).
 With ``--append-result`` the file holds one such object per line; each becomes a Measurement.
 
-One run becomes one Measurement:
+One run becomes one Measurement, under the load vLLM held (``extra["load_from"]`` says why):
 
-- ``batch_size`` = ``max_concurrency``, or ``num_prompts`` when unlimited or when fewer prompts
-  than that were sent (``extra["batch_size_from"]`` says which). With a finite
-  ``request_rate`` the requests arrived over time, so the batch is an upper bound
-  (``extra["batch_size_note"]``).
-- ``input_tokens``, ``output_tokens``: means over the completed requests, from the per-request
-  arrays when saved, else ``total_*_tokens / completed``.
-- ``ttft_s``: the mean TTFT of the requests (a serve run does not record the batch's prefill
-  span): ``extra["ttft_kind"] = "mean_request"``; absent when vLLM measured none (it writes 0).
-- ``itl_s``: with the arrays, the decode time of all requests / their decode tokens,
-  ``sum(itls[i]) / (output_lens[i] - 1)`` pooled (``itl_kind = "decode_time_per_token"``); else
-  ``mean_tpot_ms`` (``"mean_tpot"``), else ``mean_itl_ms`` (``"mean_itl"``). TPOT counts tokens,
-  ITL counts chunks, so TPOT is preferred when a chunk can carry several tokens.
-- ``elapsed_s`` = ``duration`` only when all prompts were in flight at once (an unlimited rate
-  and ``num_prompts <= batch_size``); otherwise the run spans several batches and
-  ``elapsed_s`` is left out.
-- ``output_tokens_per_s`` = ``total_output_tokens / duration`` (vLLM's ``output_throughput``).
+- **static**: an unlimited ``request_rate`` with every prompt in flight at once
+  (``max_concurrency`` unlimited, or at least ``num_prompts``): a batch of ``num_prompts``;
+  ``elapsed_s = duration``; ``ttft_s`` is the mean TTFT of the requests (vLLM records no batch
+  span: ``extra["ttft_kind"] = "mean_request"``), ``itl_s`` the decode time per token.
+- **concurrency** C: an unlimited rate with ``max_concurrency`` C below ``num_prompts``: a
+  closed loop of C (``batch_size`` = C).
+- **rate** λ: a finite ``request_rate``; ``arrival`` ``poisson`` for vLLM's default
+  ``burstiness`` 1, else ``gamma`` with that burstiness (a ``max_concurrency`` cap is kept in
+  ``extra``). ``batch_size`` is the mean number in flight by Little's law (throughput x mean
+  end-to-end time), rounded, at least 1.
+
+Under a concurrency or a rate, the timings are per-request means and the run's totals:
+``ttft_s`` (mean TTFT), ``tpot_s`` (the decode time of all requests over their decode tokens
+with the per-request arrays, ``sum(itls[i]) / (output_lens[i] - 1)`` pooled; else
+``mean_tpot_ms``, else ``mean_itl_ms``), ``duration_s``, ``completed``,
+``request_throughput`` and ``output_tokens_per_s``. ``input_tokens`` and ``output_tokens`` are
+means over the completed requests (from the arrays when saved, else ``total_*_tokens /
+completed``). TPOT counts tokens, ITL chunks, so TPOT is preferred when a chunk can carry
+several tokens.
 
 Keys other than these are vLLM's (percentiles, goodput, metadata) and are not checked.
 """
@@ -36,7 +39,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mfubench.analysis.load import STATIC, Load
 from mfubench.analysis.measurement import Measurement
+from mfubench.counting.workload import MAX_COUNT
 from mfubench.io.importers._common import Entry, kind, short
 
 #: Keys whose presence marks a ``vllm bench serve`` result.
@@ -74,19 +79,21 @@ def read_vllm_bench(
     extra.update({k: doc[k] for k in _PROVENANCE if isinstance(doc.get(k), str)})
 
     concurrency = doc.get("max_concurrency")
-    if concurrency is None:
-        batch_size, extra["batch_size_from"] = num_prompts, "num_prompts (max_concurrency unlimited)"
-    else:
+    if concurrency is not None:
         extra["max_concurrency"] = entry.count("max_concurrency", concurrency)
-        if extra["max_concurrency"] < num_prompts:
-            batch_size, extra["batch_size_from"] = extra["max_concurrency"], "max_concurrency"
-        else:
-            batch_size = num_prompts
-            extra["batch_size_from"] = "num_prompts (no more prompts than max_concurrency)"
     if not burst:
-        extra["batch_size_note"] = (
-            f"requests arrived at {rate} per second: at most {batch_size} in flight, not all at once"
-        )
+        burstiness = entry.number("burstiness", doc.get("burstiness", 1.0))
+        load = Load("rate", float(rate), "poisson" if burstiness == 1.0 else "gamma",
+                    None if burstiness == 1.0 else burstiness)
+        extra["load_from"] = f"request_rate {rate}" + (
+            f" (max_concurrency {extra['max_concurrency']} caps it)" if concurrency is not None else "")
+        batch_size = 1  # replaced by the mean in flight below
+    elif concurrency is not None and extra["max_concurrency"] < num_prompts:
+        load, batch_size = Load("concurrency", float(extra["max_concurrency"])), extra["max_concurrency"]
+        extra["load_from"] = f"max_concurrency {extra['max_concurrency']} below num_prompts {num_prompts}"
+    else:
+        load, batch_size = STATIC, num_prompts
+        extra["load_from"] = "every prompt in flight at once (unlimited rate and concurrency)"
 
     for key in ("total_input_tokens", "total_output_tokens"):
         if key not in doc:
@@ -98,14 +105,30 @@ def read_vllm_bench(
     else:
         values.update(_from_summary(entry, doc, completed, extra))
 
-    if burst and num_prompts <= batch_size:
-        values["elapsed_s"] = duration_s
-    else:
-        extra["elapsed_note"] = "several batches in one run: duration kept in extra, not elapsed_s"
     if total_output > 0:
         values["output_tokens_per_s"] = total_output / duration_s
     values["requested_output_tokens"] = requested_output_tokens
+    if not load.continuous:
+        values["elapsed_s"] = duration_s
+        return entry.measurement(extra=extra, **values)
+    values.update(load=load, duration_s=duration_s, completed=completed,
+                  request_throughput=completed / duration_s)
+    if "itl_s" in values:  # under load the decode time per token is each request's TPOT
+        values["tpot_s"] = values.pop("itl_s")
+    if load.kind == "rate":
+        values["batch_size"] = _mean_in_flight(values, extra)
     return entry.measurement(extra=extra, **values)
+
+
+def _mean_in_flight(values: Mapping[str, Any], extra: dict[str, Any]) -> int:
+    """Requests in flight on average (Little's law: throughput x mean end-to-end time)."""
+    throughput, ttft, tpot = values["request_throughput"], values.get("ttft_s"), values.get("tpot_s")
+    if ttft is None or tpot is None:
+        extra["batch_size_from"] = "unknown (no mean TTFT and TPOT): 1"
+        return 1
+    e2e = ttft + max(0.0, values["output_tokens"] - 1) * tpot
+    extra["batch_size_from"] = f"Little's law: {throughput:.4g} req/s x {e2e:.4g} s mean end-to-end"
+    return int(max(1, min(round(throughput * e2e), MAX_COUNT)))
 
 
 def _from_summary(
