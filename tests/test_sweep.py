@@ -358,7 +358,7 @@ def test_engine_secrets_are_redacted_from_the_header() -> None:
     safe = run_command.safe_args(args)
     assert safe["engine_args"] == ["--api-key", "<redacted>", "--api-key=<redacted>", "--enforce-eager"]
     assert "sk-1" not in json.dumps(safe) and "sk-2" not in json.dumps(safe)
-    assert safe["batch_sizes"] == [1] and "func" not in safe
+    assert safe["batch_sizes"] is None and "func" not in safe  # run() sets the static default (1)
 
 
 @pytest.mark.parametrize("text", ["", "1,,x", "0,2", "-1"])
@@ -495,3 +495,57 @@ def test_run_refuses_points_the_layout_cannot_hold_before_sending_anything(
     # with --allow-infeasible the run goes on to the server (here: none, a connection error)
     assert cli.main([*argv, "--allow-infeasible"]) == 3
     assert "cannot connect" in capsys.readouterr().err
+
+
+# --- under load: --concurrency and --request-rate against the synthetic server -----------------
+
+
+def load_grid(url: str, out: Path, *more: str) -> list[str]:
+    return ["run", "--endpoint", url, "--model", "m", "--hardware", "cpu", "--input-tokens", "5",
+            "--output-tokens", "4", "--num-requests", "12", "--warmup-requests", "2", "--out", str(out),
+            "--seed", "3", *more]
+
+
+@pytest.mark.usefixtures("stub_analysis")
+def test_run_under_a_concurrency_and_a_rate_writes_levels_and_resumes_them(
+    synthetic: SyntheticServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "levels.jsonl"
+    assert cli.main(load_grid(synthetic.url, out, "--concurrency", "1,3", "--json")) == 0
+    results = read_results(out)
+    assert set(results.points) == {("concurrency", 1.0, 5, 4), ("concurrency", 3.0, 5, 4)}
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    requests = [r for r in lines if r["type"] == "request"]
+    assert len(requests) == 24 and all(r["input_tokens"] == 5 and r["output_tokens"] == 4 for r in requests)
+    level = results.points[("concurrency", 3.0, 5, 4)]
+    m = level["measurement"]
+    assert m["load"] == {"kind": "concurrency", "level": 3.0, "arrival": None, "burstiness": None}
+    assert m["completed"] == 12 and m["tpot_s"] > 0 and m["request_throughput"] > 0
+    assert m["extra"]["warmup_requests"] == 2 and m["extra"]["steady_requests"] >= 1
+    from mfubench.io.importers import load_measurements
+
+    measured = load_measurements(out)
+    assert [x.load.label for x in measured] == ["concurrency 1", "concurrency 3"]
+    capsys.readouterr()
+    # resumed: nothing left to do; another run at a rate goes to its own file
+    assert cli.main([*load_grid(synthetic.url, out, "--concurrency", "1,3"), "--resume"]) == 0
+    assert len(out.read_text().splitlines()) == len(lines)
+    rate_out = tmp_path / "rate.jsonl"
+    assert cli.main(load_grid(synthetic.url, rate_out, "--request-rate", "50", "--arrival", "gamma",
+                              "--burstiness", "2", "--slo", "ttft=1,tpot=1")) == 0
+    (rate,) = read_results(rate_out).points.values()
+    assert rate["load"]["kind"] == "rate" and rate["measurement"]["extra"]["slo"]["met_fraction"] == 1.0
+
+
+def test_load_options_are_checked_before_anything_is_sent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = load_grid("http://127.0.0.1:9", tmp_path / "x.jsonl")
+    for extra, message in ((["--concurrency", "2", "--request-rate", "1"], "not both"),
+                           (["--concurrency", "2", "--batch-sizes", "4"], "--batch-sizes is for static"),
+                           (["--request-rate", "1", "--burstiness", "2"], "--burstiness shapes --arrival gamma"),
+                           (["--slo", "ttft=1"], "need --concurrency or --request-rate")):
+        assert cli.main([*base, *extra]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse refuses it, naming the option
+        cli.main([*base, "--request-rate", "nan"])
+    assert "--request-rate: expected comma-separated positive numbers" in capsys.readouterr().err
+    assert not (tmp_path / "x.jsonl").exists()

@@ -218,6 +218,36 @@ def test_text_prompts_aligned_through_the_server_have_exact_usage_counts(
     assert point.measurement is not None and point.measurement.extra["server"]["prompt_tokens"] == 2 * 48
 
 
+@pytest.mark.parametrize("load", [["--concurrency", "4"], ["--request-rate", "20"]])
+def test_run_under_load_counts_what_the_engine_counts(
+    server: LaunchedServer, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    load: list[str],
+) -> None:
+    """A closed loop and an open loop against the real engine: every request exact in length,
+    the whole run's FLOPs within 2 % of vLLM's own counter under --convention vllm, and every
+    figure within 100 % (or flagged)."""
+    from mfubench import cli
+
+    out = tmp_path / "load.jsonl"
+    assert cli.main(["run", "--endpoint", server.url, "--model", str(model_dir), "--hardware", "H100-SXM",
+                     "--input-tokens", "48", "--output-tokens", "8", "--num-requests", "24",
+                     "--warmup-requests", "4", "--convention", "vllm", "--seed", "5", "--out", str(out),
+                     "--json", *load]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    requests = [r for r in lines if r["type"] == "request"]
+    assert len(requests) == 24
+    assert all((r["input_tokens"], r["output_tokens"], r["finish_reason"]) == (48, 8, "length") for r in requests)
+    (point,) = [r for r in lines if r["type"] == "point"]
+    assert point["load"]["kind"] == ("concurrency" if load[0] == "--concurrency" else "rate")
+    assert {r["phase"] for r in rows} == {"decode", "total"}
+    total = [r for r in rows if r["phase"] == "total"][0]
+    assert total["server_flops"] == pytest.approx(total["flops_per_gpu"], rel=0.02)
+    for r in rows:
+        for key in ("mfu", "mbu", "efficiency"):
+            assert r[key] is not None and (r[key] <= 1 or key in r["above_peak"])
+
+
 def test_a_run_resumed_after_the_server_was_killed_measures_only_the_missing_points(
     server: LaunchedServer, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

@@ -59,9 +59,14 @@ class Flow:
     how: str
 
 
-def flow(m: Measurement) -> Flow | None:
-    """Requests completed per second (module doc, in order), or None when nothing gives it."""
+def flow(m: Measurement, steady: bool = False) -> Flow | None:
+    """Requests completed per second (module doc, in order), or None when nothing gives it.
+
+    ``steady``: prefer ``request_throughput`` (a run's steady-state rate, as ``mfubench run``
+    measures it between ramp-up and drain) to the whole run's ``completed / duration``."""
     o = max(1.0, m.output_tokens)
+    if steady and m.request_throughput:
+        return Flow(m.request_throughput, "request_throughput (steady state)")
     if m.completed and m.duration_s:
         return Flow(m.completed / m.duration_s, "completed / duration")
     if m.request_throughput:
@@ -90,18 +95,19 @@ def analyze_under_load(setup: Setup, m: Measurement, flags: list[str]) -> list[R
     if f is None:
         return []
     rows: list[Row] = []
-    n_d = sequences_decoding(m, f)
+    steady = flow(m, steady=True) or f
+    n_d = sequences_decoding(m, steady)
     tpot = m.tpot_s or m.itl_s
     if n_d is not None and tpot is not None and n_d > 0:
-        work, prefill_share = _decode_step(setup, m, n_d, f, tpot)
+        work, prefill_share = _decode_step(setup, m, n_d, steady, tpot)
         share_flag = (f"{DECODE_WITH_PREFILL}: each {tpot * 1e3:.3g} ms step also prefills about "
-                      f"{f.throughput * m.input_tokens * tpot:.3g} tokens of arriving requests, "
+                      f"{steady.throughput * m.input_tokens * tpot:.3g} tokens of arriving requests, "
                       f"{prefill_share:.0%} of the step's FLOPs, not counted in this row")
         rows.append(row_of_work(
             setup, m, "decode", work, tpot, "tpot (one mean engine step)" if m.tpot_s else "itl",
             [*flags, share_flag],
-            {"sequences_decoding": n_d, "throughput_req_s": f.throughput, "derived": (
-                f"N_d = {f.throughput:.4g} req/s ({f.how}) x {m.output_tokens - 1:g} decode tokens "
+            {"sequences_decoding": n_d, "throughput_req_s": steady.throughput, "derived": (
+                f"N_d = {steady.throughput:.4g} req/s ({steady.how}) x {m.output_tokens - 1:g} decode tokens "
                 f"x {tpot:.4g} s = {n_d:.4g} sequences at a mean cache of {_mean_cache(m)} tokens"),
              "prefill_flops_share": prefill_share}))
     if m.completed:

@@ -42,3 +42,32 @@ def _int_at_least(text: str, minimum: int, what: str) -> int:
     if value > MAX_COUNT:
         raise argparse.ArgumentTypeError(f"{text!r} is too large: {_LIMIT}")
     return value
+
+
+def rate_list(text: str) -> tuple[float, ...]:
+    """``"0.5,2,8"`` as ``(0.5, 2.0, 8.0)``: positive finite numbers (requests per second)."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers, got {text!r}") from None
+    if not values or any(not (0 < v <= MAX_COUNT) for v in values):  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers, got {text!r}")
+    return values
+
+
+def slo(text: str) -> dict[str, float]:
+    """``"ttft=0.5,tpot=0.05"`` (seconds) as ``{"ttft_s": 0.5, "tpot_s": 0.05}``."""
+    out: dict[str, float] = {}
+    for part in (p for p in text.split(",") if p.strip()):
+        name, _, value = part.partition("=")
+        key = {"ttft": "ttft_s", "tpot": "tpot_s"}.get(name.strip().lower())
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if key is None or not (0 < number < float("inf")):
+            raise argparse.ArgumentTypeError(f"expected ttft=SECONDS,tpot=SECONDS, got {text!r}")
+        out[key] = number
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected ttft=SECONDS,tpot=SECONDS, got {text!r}")
+    return out

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mfubench import __version__
-from mfubench.commands.argtypes import int_list, nonnegative_int, positive_int
+from mfubench.commands.argtypes import int_list, nonnegative_int, positive_int, rate_list, slo
 from mfubench.errors import InputFileError, MfubenchError, ServerError
 from mfubench.measure.results_log import (
     SCHEMA_VERSION,
@@ -62,7 +62,23 @@ def register(sub: Any) -> None:
                    help="what the FLOPs are counted for (an id, a folder or a config.json); "
                    "with --launch, the folder or id vLLM serves")
     p.add_argument("--hardware", required=True, help="the accelerator (a catalog name) the server runs on")
-    p.add_argument("--batch-sizes", type=int_list, default=(1,), metavar="B,...", help="default 1")
+    p.add_argument("--batch-sizes", type=int_list, default=None, metavar="B,...",
+                   help="static batches: B requests sent at once (default 1)")
+    load = p.add_argument_group("under load (instead of static batches)")
+    load.add_argument("--concurrency", type=int_list, default=None, metavar="C,...",
+                      help="closed loop: C requests in flight, a new one sent as one finishes")
+    load.add_argument("--request-rate", type=rate_list, default=None, metavar="R,...",
+                      help="open loop: requests sent at R per second, whatever the server does")
+    load.add_argument("--arrival", choices=("poisson", "gamma", "constant"), default="poisson",
+                      help="with --request-rate: how the gaps between requests are drawn (default poisson)")
+    load.add_argument("--burstiness", type=float, default=None, metavar="K",
+                      help="with --arrival gamma: the shape (below 1 burstier than Poisson, above smoother)")
+    load.add_argument("--num-requests", type=positive_int, default=None, metavar="N",
+                      help="measured requests per level (default: max(32, 4 x C) or max(32, 10 s x R))")
+    load.add_argument("--warmup-requests", type=nonnegative_int, default=None, metavar="N",
+                      help="unmeasured requests per level first (default: C, or R x 1 s, at least 1)")
+    load.add_argument("--slo", type=slo, default=None, metavar="ttft=S,tpot=S",
+                      help="service-level objectives: goodput is the share of requests within them")
     p.add_argument("--input-tokens", type=int_list, required=True, metavar="I,...")
     p.add_argument("--output-tokens", type=int_list, required=True, metavar="O,...")
     p.add_argument("--repeats", type=positive_int, default=3, help="measured rounds per point (default 3)")
@@ -108,6 +124,12 @@ def run(args: argparse.Namespace) -> int:
         raise MfubenchError(f"extra engine arguments {' '.join(args.engine_args)!r} need --launch")
     if args.launch:
         launch_dtype(args.dtype)  # a format a launched vLLM cannot take fails before anything starts
+    from mfubench.commands.run_levels import level_plans, run_levels_command
+
+    levels = level_plans(args)
+    if levels is not None:
+        return run_levels_command(args, levels)
+    args.batch_sizes = args.batch_sizes or (1,)  # a static run; the header records what ran
     plan = SweepPlan(args.batch_sizes, args.input_tokens, args.output_tokens, args.repeats, args.warmup)
     analyze, vocab_size, setup = _analysis(args)
     api_key = _api_key(args.api_key_env)

@@ -41,6 +41,10 @@ LINE_TYPES = ("header", "request", "point")
 PointKey = tuple[int, int, int]
 """``(batch_size, input_tokens, output_tokens)`` as requested."""
 
+ResultKey = tuple[Any, ...]
+"""A :data:`PointKey`, or for a level of a load run ``(kind, level, input_tokens, output_tokens)``
+(:data:`mfubench.measure.load_driver.LevelKey`)."""
+
 
 class ResultsLog:
     """Append-only JSONL writer: each :meth:`write` is one line, flushed and fsync'ed."""
@@ -152,13 +156,17 @@ class ResultsFile:
 
     path: Path
     header: dict[str, Any]
-    points: dict[PointKey, dict[str, Any]] = field(default_factory=dict)
+    points: dict[ResultKey, dict[str, Any]] = field(default_factory=dict)
     requests: int = 0
     torn: TornLine | None = None
 
 
-def point_key(obj: Mapping[str, Any]) -> PointKey:
-    """The :data:`PointKey` of a ``point`` line."""
+def point_key(obj: Mapping[str, Any]) -> ResultKey:
+    """The key of a ``point`` line: its :data:`PointKey`, or with a ``load`` its level's key."""
+    load = obj.get("load")
+    if isinstance(load, Mapping):
+        return (str(load.get("kind")), float(load.get("level") or 0), int(obj["input_tokens"]),
+                int(obj["output_tokens"]))
     return (int(obj["batch_size"]), int(obj["input_tokens"]), int(obj["output_tokens"]))
 
 
@@ -203,6 +211,11 @@ def read_results(path: str | Path) -> ResultsFile:
                     raise InputFileError(f"{where}: point field {name} must be a positive integer, got {value!r}")
             if not isinstance(obj.get("rows", []), list):
                 raise InputFileError(f"{where}: point field rows must be a list")
+            load = obj.get("load")
+            if load is not None and (not isinstance(load, dict) or load.get("kind") not in ("concurrency", "rate")
+                                     or not isinstance(load.get("level"), int | float)):
+                raise InputFileError(f"{where}: point field load must be an object with a kind "
+                                     f"(concurrency, rate) and a level, got {load!r}")
             result.points[point_key(obj)] = obj
         else:
             raise InputFileError(f"{where}: unknown line type {kind!r} (expected one of {', '.join(LINE_TYPES)})")

@@ -191,7 +191,7 @@ class PointResult:
             "input_tokens": i,
             "output_tokens": o,
             "flags": list(self.flags),
-            "measurement": None if m is None else _measurement_json(m),
+            "measurement": None if m is None else measurement_json(m),
             "rows": self.rows,
         }
 
@@ -233,7 +233,7 @@ async def run_sweep(
     """
     hooks = hooks or SweepHooks()
     done = set(finished)
-    scrape = await _metrics_available(client)
+    scrape = await metrics_available(client)
     results: list[PointResult] = []
     for key in plan.points():
         if key in done:
@@ -335,7 +335,7 @@ async def _round(
     batcher: Batcher | None = None,
 ) -> RoundResult:
     """Send ``prompts`` at once; scrape the engine's counters around them."""
-    before = await _scrape(client) if scrape else None
+    before = await scrape_metrics(client) if scrape else None
     if batcher is None:
         batch = await send_batch(client, prompts, output_tokens)
     else:
@@ -345,27 +345,35 @@ async def _round(
     if before is None or any(r.error_kind in FATAL_ERROR_KINDS for r in records):
         return RoundResult(tuple(records), None, loop_lag, send_lag,
                            loop_lag_worst_s=batch.loop_lag_worst_s)
+    delta = await settled_delta(client, before, records, settle_timeout_s)
+    return RoundResult(tuple(records), delta, loop_lag, send_lag,
+                       loop_lag_worst_s=batch.loop_lag_worst_s)
+
+
+async def settled_delta(client: CompletionClient, before: Samples, records: Sequence[RequestRecord],
+                        settle_timeout_s: float) -> ServerDelta:
+    """The engine's counter delta since ``before``, polled until its token counters include
+    ``records`` (vLLM records them just after ``[DONE]``) or ``settle_timeout_s`` passed."""
     expected_prompt = sum(r.input_tokens or 0 for r in records)
     expected_generated = sum(r.output_tokens or 0 for r in records)
     deadline = time.monotonic() + settle_timeout_s
     while True:
-        after = await _scrape(client)
-        delta = server_delta(before, after)
+        delta = server_delta(before, await scrape_metrics(client))
         settled = (delta.prompt_tokens or 0) >= expected_prompt and (delta.generation_tokens or 0) >= expected_generated
         if settled or delta.generation_tokens is None or time.monotonic() > deadline:
-            return RoundResult(tuple(records), delta, loop_lag, send_lag,
-                               loop_lag_worst_s=batch.loop_lag_worst_s)
+            return delta
         await asyncio.sleep(0.02)
 
 
-async def _scrape(client: CompletionClient) -> Samples:
+async def scrape_metrics(client: CompletionClient) -> Samples:
+    """The server's ``/metrics`` samples."""
     return parse_prometheus(await client.get_text("/metrics"))
 
 
-async def _metrics_available(client: CompletionClient) -> bool:
+async def metrics_available(client: CompletionClient) -> bool:
     """True when ``/metrics`` answers with vLLM's token counters."""
     try:
-        samples = await _scrape(client)
+        samples = await scrape_metrics(client)
     except ServerError:
         return False
     return total(samples, "vllm:generation_tokens_total") is not None
@@ -551,8 +559,9 @@ def _positive(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) and value > 0 else None
 
 
-def _measurement_json(m: Measurement) -> dict[str, Any]:
-    return {
+def measurement_json(m: Measurement) -> dict[str, Any]:
+    """A Measurement as its results line stores it (``source`` aside; the load as an object)."""
+    out: dict[str, Any] = {
         "batch_size": m.batch_size,
         "input_tokens": m.input_tokens,
         "output_tokens": m.output_tokens,
@@ -566,6 +575,10 @@ def _measurement_json(m: Measurement) -> dict[str, Any]:
         "server_write_bytes": m.server_write_bytes,
         "extra": dict(m.extra),
     }
+    if m.load.continuous:
+        out.update(load=dataclasses.asdict(m.load), tpot_s=m.tpot_s, duration_s=m.duration_s,
+                   completed=m.completed, request_throughput=m.request_throughput)
+    return out
 
 
 def _delta_json(d: ServerDelta) -> Mapping[str, float | None]:

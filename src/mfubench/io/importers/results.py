@@ -23,6 +23,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from mfubench.analysis.load import Load
 from mfubench.analysis.measurement import Measurement
 from mfubench.errors import InputFileError
 from mfubench.io.importers._common import Entry, kind
@@ -70,6 +71,21 @@ def read_results(
     return out
 
 
+def _load(entry: Entry, field: str, value: object) -> Load:
+    """A ``load`` object (``kind``, ``level``, ``arrival``, ``burstiness``) as a :class:`Load`."""
+    body = entry.mapping(field, value)
+    entry.unknown_keys(body, ("kind", "level", "arrival", "burstiness"))
+    try:
+        level = body.get("level")
+        burstiness = body.get("burstiness")
+        return Load(str(body.get("kind")),  # type: ignore[arg-type]  # Load validates it
+                    None if level is None else entry.number(f"{field}.level", level),
+                    None if body.get("arrival") is None else str(body["arrival"]),
+                    None if burstiness is None else entry.number(f"{field}.burstiness", burstiness))
+    except InputFileError as exc:
+        raise entry.error(field, str(exc)) from None
+
+
 def _point(
     entry: Entry,
     obj: Mapping[str, Any],
@@ -88,8 +104,14 @@ def _point(
         prefix = ""
     values: dict[str, Any] = {}
     for name in FIELDS:
-        if body.get(name) is not None:
+        if body.get(name) is None:
+            continue
+        if name == "load":
+            values[name] = _load(entry, prefix + name, body[name])
+        else:
             values[name] = entry.field(prefix + name, name, body[name])
+    if "completed" in values:
+        values["completed"] = int(values["completed"])
     for name in ("batch_size", "input_tokens", "output_tokens"):
         if name not in values:
             raise entry.error(prefix + name, "missing")

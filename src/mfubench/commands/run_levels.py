@@ -1,0 +1,168 @@
+"""``mfubench run --concurrency ... | --request-rate ...``: a run under load, level by level.
+
+Each level is a load (a concurrency C, or a rate R with its arrivals) at one shape (input and
+output tokens), driven by :mod:`mfubench.measure.load_driver`: warm-up requests first, then
+``--num-requests`` measured ones with the engine's counters read around them, the steady state
+between ramp-up and drain giving the figures under load. Results go to ``--out`` as they come
+(a ``point`` line per level, with its ``load``), ``--resume`` skips the finished levels, and
+the tables at the end are those of ``mfubench analyze`` (:mod:`mfubench.analysis.under_load`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from typing import Any
+
+from mfubench.analysis.load import Load
+from mfubench.errors import MfubenchError
+from mfubench.measure.load_driver import SLO, LevelPlan
+
+
+def level_plans(args: argparse.Namespace) -> list[LevelPlan] | None:
+    """The levels ``--concurrency`` or ``--request-rate`` ask for (None: a static run)."""
+    if args.concurrency is None and args.request_rate is None:
+        if args.burstiness is not None or args.num_requests is not None or args.slo is not None:
+            raise MfubenchError("--burstiness, --num-requests and --slo need --concurrency or --request-rate")
+        return None
+    if args.concurrency is not None and args.request_rate is not None:
+        raise MfubenchError("give --concurrency or --request-rate, not both (one load per run)")
+    if args.batch_sizes is not None:
+        raise MfubenchError("--batch-sizes is for static batches; under load give --concurrency or --request-rate")
+    if args.burstiness is not None and args.arrival != "gamma":
+        raise MfubenchError("--burstiness shapes --arrival gamma")
+    if args.prompt_mode == "text" or args.tokenizer is not None or args.client_procs > 1:
+        raise MfubenchError("under load, prompts are token ids from one client process "
+                            "(--prompt-mode text, --tokenizer and --client-procs are for static batches)")
+    loads: list[tuple[Load, int, int]] = []
+    for c in args.concurrency or ():
+        loads.append((Load("concurrency", float(c)), args.num_requests or max(32, 4 * c),
+                      c if args.warmup_requests is None else args.warmup_requests))
+    for r in args.request_rate or ():
+        load = Load("rate", r, args.arrival, args.burstiness if args.arrival == "gamma" else None)
+        loads.append((load, args.num_requests or max(32, round(10 * r)),
+                      max(1, round(r)) if args.warmup_requests is None else args.warmup_requests))
+    return [LevelPlan(load, i, o, n, w) for i in args.input_tokens for o in args.output_tokens
+            for load, n, w in loads]
+
+
+def run_levels_command(args: argparse.Namespace, plans: list[LevelPlan]) -> int:
+    from mfubench.commands import run as run_command
+    from mfubench.measure.client import default_token_range, run_async
+
+    analyze, vocab_size, setup = run_command._analysis(args)
+    api_key = run_command._api_key(args.api_key_env)
+    existing = run_command._existing(args)
+    finished = set(existing.points) if existing else set()
+    todo = [p for p in plans if p.key not in finished]
+    infeasible = _infeasible(setup, todo)
+    if args.dry_run:
+        return _print_levels(args, plans, todo, infeasible)
+    if infeasible and not args.allow_infeasible:
+        shown = "; ".join(f"{p.load.label} input {p.input_tokens} output {p.output_tokens}: {flags[0]}"
+                          for p, flags in infeasible[:3])
+        raise MfubenchError(f"{len(infeasible)} level(s) cannot be held on {args.hardware}: {shown}; "
+                            "drop them, or pass --allow-infeasible to measure them anyway")
+    token_range = default_token_range(vocab_size)
+    with run_command._server(args) as (url, check_server):
+        levels = run_async(_measure(args, plans, url, check_server, api_key, analyze, token_range, existing))
+    run_command._render(args, [level.to_json() for level in levels], setup)
+    return 0
+
+
+def _infeasible(setup: Any, todo: list[LevelPlan]) -> list[tuple[LevelPlan, list[str]]]:
+    """Concurrency levels beyond the layout's context or memory (a rate's in-flight count is
+    known only once measured: its rows are checked then)."""
+    if setup is None:
+        return []
+    from mfubench.analysis.feasibility import feasibility_flags
+
+    out = []
+    for p in todo:
+        in_flight = round(p.load.level or 1) if p.load.kind == "concurrency" else 1
+        flags = feasibility_flags(setup, in_flight, p.input_tokens, p.output_tokens)
+        if flags:
+            out.append((p, flags))
+    return out
+
+
+def _print_levels(args: argparse.Namespace, plans: list[LevelPlan], todo: list[LevelPlan],
+                  infeasible: list[tuple[LevelPlan, list[str]]]) -> int:
+    summary = {
+        "levels": len(plans),
+        "to_measure": [{"load": p.load.label, "input_tokens": p.input_tokens,
+                        "output_tokens": p.output_tokens, "requests": p.requests, "warmup": p.warmup}
+                       for p in todo],
+        "requests": sum(p.requests + p.warmup for p in todo),
+        "out": str(args.out),
+        "target": args.endpoint or f"launch {args.launch} {args.model}",
+        "infeasible": [{"load": p.load.label, "flags": flags} for p, flags in infeasible],
+    }
+    if args.json:
+        print(json.dumps({"plan": summary}))
+        return 0
+    print(f"{summary['target']}: {len(todo)} of {len(plans)} levels to measure, {summary['requests']} "
+          f"requests, results in {args.out}")
+    for p in todo:
+        print(f"  {p.load.label:<28} input {p.input_tokens:>6}  output {p.output_tokens:>6}  "
+              f"{p.requests} requests after {p.warmup} warm-up")
+    for p, flags in infeasible:
+        for flag in flags:
+            print(f"  {p.load.label} input {p.input_tokens} output {p.output_tokens}: {flag}")
+    return 0
+
+
+async def _measure(args: argparse.Namespace, plans: list[LevelPlan], url: str, check_server: Any,
+                   api_key: str | None, analyze: Any, token_range: tuple[int, int],
+                   existing: Any) -> list[Any]:
+    """Measure the levels not finished yet; return the levels measured now."""
+    from mfubench.commands import run as run_command
+    from mfubench.errors import ServerError
+    from mfubench.measure.client import CompletionClient
+    from mfubench.measure.load_driver import run_levels
+    from mfubench.measure.results_log import ResultsLog
+    from mfubench.measure.sweep import SweepHooks
+
+    async with CompletionClient(url, api_key=api_key, timeout_s=args.timeout) as client:
+        models = await client.models()
+        served = args.served_model or (models[0] if models else None)
+        if not served:
+            raise ServerError(f"{url}/v1/models lists no model; pass --served-model")
+        client.model = served
+        version = await client.version()
+        finished = set(existing.points) if existing else set()
+        todo = [p for p in plans if p.key not in finished]
+        with ResultsLog(args.out) as log:
+            if existing is None:
+                log.write({**run_command.header(args, served, version), "prompt_mode": "ids",
+                           "load": plans[0].load.kind})
+            with run_command._progress(len(todo)) as (advance, say):
+                def on_level(level: Any) -> None:
+                    advance(level.plan.load.label)
+                    say(level_line(level))
+
+                hooks = SweepHooks(check_server=check_server, on_point=on_level)
+                slo = SLO(**args.slo) if args.slo else None
+                return await run_levels(client, plans, analyze, log, token_range=token_range,
+                                        rng=random.Random(args.seed), finished=list(finished),
+                                        hooks=hooks, slo=slo)
+
+
+def level_line(level: Any) -> str:
+    """One line of the live table: a finished level's rows with MFU, MBU and bound."""
+    from mfubench.report.units import util
+
+    m = level.measurement
+    head = (f"{level.plan.load.label} in {level.plan.input_tokens} out {level.plan.output_tokens}")
+    parts = [head]
+    if m is not None and m.ttft_s is not None and m.tpot_s is not None:
+        parts.append(f"TTFT {m.ttft_s * 1e3:.3g} ms TPOT {m.tpot_s * 1e3:.3g} ms "
+                     f"{m.request_throughput or 0:.3g} req/s")
+    for row in level.rows:
+        over, cannot = row.get("above_peak") or [], row.get("infeasible") or []
+        parts.append(f"{row.get('phase')} MFU {util(row.get('mfu'), 1, 'mfu' in over or bool(cannot))} "
+                     f"MBU {util(row.get('mbu'), 1, 'mbu' in over or bool(cannot))}")
+    if level.flags:
+        parts.append("flagged: " + ", ".join(str(f).split(":")[0] for f in level.flags))
+    return " | ".join(parts)
