@@ -41,6 +41,8 @@ from mfubench.measure.selfcheck import LoopLagProbe
 from mfubench.measure.sweep import (
     FATAL_ERROR_KINDS,
     LOOP_LAG_LIMIT_S,
+    count_flags,
+    counters_match,
     latency_percentiles,
     metrics_available,
     percentile,
@@ -191,22 +193,10 @@ def steady_state(records: Sequence[RequestRecord]) -> tuple[list[RequestRecord],
 def level_flags(result: LevelResult, steady: bool, held: float | None) -> list[str]:
     """Why a level's figures are doubtful (empty when clean); as the sweep's, plus the load's."""
     plan, records = result.plan, result.records
-    ok = [r for r in records if r.error is None]
-    flags: list[str] = []
-    if len(ok) < len(records):
-        flags.append("request_errors")
-    if any(r.input_tokens != plan.input_tokens for r in ok):
-        flags.append("input_count")
-    if any(r.output_tokens != plan.output_tokens for r in ok):
-        flags.append("output_count")
-    if any(r.finish_reason != "length" for r in ok):
-        flags.append("finish_reason")
+    flags = count_flags(records, plan.input_tokens, plan.output_tokens)
     if result.loop_lag_s > LOOP_LAG_LIMIT_S:
         flags.append("client-bound")
-    d = result.delta
-    if d is not None and d.prompt_tokens is not None and d.generation_tokens is not None and (
-            d.prompt_tokens != sum(r.input_tokens or 0 for r in records)
-            or d.generation_tokens != sum(r.output_tokens or 0 for r in records)):
+    if not counters_match(result.delta, records):
         flags.append("server_counts")
     if not steady:
         flags.append(f"no-steady-state: {len(records)} requests are too few for a stretch between "

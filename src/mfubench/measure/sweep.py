@@ -425,6 +425,20 @@ def point_flags(key: PointKey, rounds: Sequence[RoundResult]) -> tuple[str, ...]
     _, input_tokens, output_tokens = key
     records = [r for rnd in rounds for r in rnd.records]
     ok = [r for r in records if r.error is None]
+    flags = count_flags(records, input_tokens, output_tokens)
+    if any(r.merged_first_chunk for r in ok):
+        flags.append("merged_first_chunk")
+    if any(rnd.client_bound for rnd in rounds):
+        flags.append("client-bound")
+    if any(not counters_match(rnd.delta, rnd.records) for rnd in rounds):
+        flags.append("server_counts")
+    return tuple(flags)
+
+
+def count_flags(records: Sequence[RequestRecord], input_tokens: int, output_tokens: int) -> list[str]:
+    """``request_errors``, ``input_count``, ``output_count``, ``finish_reason``: requests that
+    failed, or did not have exactly the asked lengths and end by ``length``."""
+    ok = [r for r in records if r.error is None]
     flags = []
     if len(ok) < len(records):
         flags.append("request_errors")
@@ -434,20 +448,16 @@ def point_flags(key: PointKey, rounds: Sequence[RoundResult]) -> tuple[str, ...]
         flags.append("output_count")
     if any(r.finish_reason != "length" for r in ok):
         flags.append("finish_reason")
-    if any(r.merged_first_chunk for r in ok):
-        flags.append("merged_first_chunk")
-    if any(rnd.client_bound for rnd in rounds):
-        flags.append("client-bound")
-    for rnd in rounds:
-        d = rnd.delta
-        if d is None or d.prompt_tokens is None or d.generation_tokens is None:
-            continue
-        if d.prompt_tokens != sum(r.input_tokens or 0 for r in rnd.records) or d.generation_tokens != sum(
-            r.output_tokens or 0 for r in rnd.records
-        ):
-            flags.append("server_counts")
-            break
-    return tuple(flags)
+    return flags
+
+
+def counters_match(delta: ServerDelta | None, records: Sequence[RequestRecord]) -> bool:
+    """False when the engine's token counters moved by other amounts than ``records``' usage
+    (other traffic, or a counter that did not settle); True when there are no counters."""
+    if delta is None or delta.prompt_tokens is None or delta.generation_tokens is None:
+        return True
+    return (delta.prompt_tokens == sum(r.input_tokens or 0 for r in records)
+            and delta.generation_tokens == sum(r.output_tokens or 0 for r in records))
 
 
 def _measurement(
