@@ -185,3 +185,10 @@ def test_real_vllm_bench_results_match_the_engines_own_counter(tiny_setup, name:
     assert rows["total"].bytes == pytest.approx(engine_bytes, rel=0.15)  # an estimate: steps shared
     for r in rows.values():
         assert r.plain and all(0 < getattr(r, k) <= 1 for k in ("mfu", "mbu", "efficiency"))
+
+
+def test_a_load_row_without_a_throughput_says_what_is_missing() -> None:
+    setup = setup_of("dense 8B")
+    (row,) = analyze(setup, [Measurement(4, 512, 128, itl_s=0.02, load=Load("trace"))])
+    assert row.phase == "total" and row.seconds is None and row.mfu is None
+    assert row.flags[-1].startswith("no-throughput")

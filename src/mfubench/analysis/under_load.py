@@ -92,8 +92,10 @@ def analyze_under_load(setup: Setup, m: Measurement, flags: list[str]) -> list[R
     from mfubench.analysis.phases import row_of_work
 
     f = flow(m)
-    if f is None:
-        return []
+    if f is None:  # a roofline-only row that says what is missing, not silence
+        return [row_of_work(setup, m, "total", _requests(setup, m, 1.0, None), None, "none", [
+            *flags, "no-throughput: under load a row needs completed and duration_s, "
+            "request_throughput, the rate, or TTFT and TPOT at a concurrency"])]
     rows: list[Row] = []
     steady = flow(m, steady=True) or f
     n_d = sequences_decoding(m, steady)
