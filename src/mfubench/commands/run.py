@@ -22,7 +22,7 @@ import json
 import os
 import random
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -438,16 +438,28 @@ def point_line(point: Any) -> str:
     for row in point.rows:
         if row.get("phase") == "total":
             continue
-        seconds, mfu, mbu = row.get("seconds"), row.get("mfu"), row.get("mbu")
+        seconds = row.get("seconds")
         timing = "-" if seconds is None else f"{seconds:.3g} s"
         bound = f"{row['bound']}-bound" if row.get("bound") else "no peak"
         over, cannot = row.get("above_peak") or [], row.get("infeasible") or []
-        parts.append(f"{row.get('phase')} {timing} MFU {util(mfu, 1, 'mfu' in over or bool(cannot))} "
-                     f"MBU {util(mbu, 1, 'mbu' in over or bool(cannot))} ({bound})"
+        parts.append(f"{row.get('phase')} {timing} {row_figures(row)} ({bound})"
                      + (" above the peak" if over else "") + "".join(f" {c}" for c in cannot))
     if point.flags:
-        parts.append("flagged: " + ", ".join(str(f).split(":")[0] for f in point.flags))
+        parts.append(flagged(point.flags))
     return " | ".join(parts)
+
+
+def row_figures(row: Mapping[str, Any]) -> str:
+    """``MFU 38.7 % MBU 17.7 %`` of a row dict, each marked when it is not a plain figure
+    (above the peak, or a point the layout could not hold)."""
+    over, cannot = row.get("above_peak") or [], bool(row.get("infeasible"))
+    return (f"MFU {util(row.get('mfu'), 1, 'mfu' in over or cannot)} "
+            f"MBU {util(row.get('mbu'), 1, 'mbu' in over or cannot)}")
+
+
+def flagged(flags: Sequence[Any]) -> str:
+    """``flagged: client-bound, output_count``: the flags' names, for a live line."""
+    return "flagged: " + ", ".join(str(f).split(":")[0] for f in flags)
 
 
 @contextmanager

@@ -72,19 +72,15 @@ def run_levels_command(args: argparse.Namespace, plans: list[LevelPlan]) -> int:
 
 
 def _infeasible(setup: Any, todo: list[LevelPlan]) -> list[tuple[LevelPlan, list[str]]]:
-    """Concurrency levels beyond the layout's context or memory (a rate's in-flight count is
-    known only once measured: its rows are checked then)."""
-    if setup is None:
-        return []
-    from mfubench.analysis.feasibility import feasibility_flags
+    """Levels beyond the layout's context or memory, checked as ``run`` checks its points: a
+    concurrency at C sequences in flight, a rate at one (its mean in flight is known only once
+    measured: its rows are checked then)."""
+    from mfubench.commands.run import _infeasible as points_infeasible
 
-    out = []
-    for p in todo:
-        in_flight = round(p.load.level or 1) if p.load.kind == "concurrency" else 1
-        flags = feasibility_flags(setup, in_flight, p.input_tokens, p.output_tokens)
-        if flags:
-            out.append((p, flags))
-    return out
+    keys = [(round(p.load.level or 1) if p.load.kind == "concurrency" else 1, p.input_tokens,
+             p.output_tokens) for p in todo]
+    flagged = dict(points_infeasible(setup, keys))
+    return [(p, flagged[key]) for p, key in zip(todo, keys, strict=True) if key in flagged]
 
 
 def _print_levels(args: argparse.Namespace, plans: list[LevelPlan], todo: list[LevelPlan],
@@ -150,8 +146,8 @@ async def _measure(args: argparse.Namespace, plans: list[LevelPlan], url: str, c
 
 
 def level_line(level: Any) -> str:
-    """One line of the live table: a finished level's rows with MFU, MBU and bound."""
-    from mfubench.report.units import util
+    """One line of the live table: a finished level's TTFT, TPOT, throughput, MFU and MBU."""
+    from mfubench.commands.run import flagged, row_figures
 
     m = level.measurement
     head = (f"{level.plan.load.label} in {level.plan.input_tokens} out {level.plan.output_tokens}")
@@ -159,10 +155,7 @@ def level_line(level: Any) -> str:
     if m is not None and m.ttft_s is not None and m.tpot_s is not None:
         parts.append(f"TTFT {m.ttft_s * 1e3:.3g} ms TPOT {m.tpot_s * 1e3:.3g} ms "
                      f"{m.request_throughput or 0:.3g} req/s")
-    for row in level.rows:
-        over, cannot = row.get("above_peak") or [], row.get("infeasible") or []
-        parts.append(f"{row.get('phase')} MFU {util(row.get('mfu'), 1, 'mfu' in over or bool(cannot))} "
-                     f"MBU {util(row.get('mbu'), 1, 'mbu' in over or bool(cannot))}")
+    parts += [f"{row.get('phase')} {row_figures(row)}" for row in level.rows]
     if level.flags:
-        parts.append("flagged: " + ", ".join(str(f).split(":")[0] for f in level.flags))
+        parts.append(flagged(level.flags))
     return " | ".join(parts)
