@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from mfubench.analysis.above_peak import above_peak, above_peak_flag
 from mfubench.analysis.feasibility import feasibility_flags
+from mfubench.analysis.load import LoadKind
 from mfubench.analysis.measurement import Measurement
 from mfubench.analysis.roofline import DEFAULT_ALLREDUCE_LATENCY_S, Machine, Roofline, roofline
 from mfubench.counting import flops as fl
@@ -193,7 +194,12 @@ def phase_roofline(setup: Setup, work: Work, measured: bool = False) -> Roofline
 @dataclass(frozen=True)
 class Row:
     """One phase of one measured point: what was done, how long it took, how well it used the
-    hardware and what bounds it. Field names are an interface (``--json``)."""
+    hardware and what bounds it. Field names are an interface (``--json``).
+
+    ``load`` is the measurement's load as a label (``concurrency 64``, ``rate 4 req/s
+    (poisson)``); ``load_kind`` and ``load_level`` are the same load as data: its kind
+    (``static``, ``concurrency``, ``rate``, ``trace``) and level (C requests in flight, λ
+    requests per second, a static batch's B where the load names one; None for a trace)."""
 
     batch_size: int
     input_tokens: float
@@ -235,6 +241,8 @@ class Row:
     above_peak: tuple[str, ...] = ()
     infeasible: tuple[str, ...] = ()
     load: str = "static"
+    load_kind: LoadKind = "static"
+    load_level: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -339,6 +347,8 @@ def row_of_work(
         server_write_bytes=m.server_write_bytes if server else None,
         extra={**_row_extra(m, phase, rl_measured), **(extra or {})},
         load=m.load.label,
+        load_kind=m.load.kind,
+        load_level=m.load.level,
     )
     cannot = feasibility_flags(setup, batch, m.input_tokens, m.output_tokens)
     if cannot:
@@ -353,14 +363,25 @@ def row_of_work(
 def _row_extra(m: Measurement, phase: Phase, rl_measured: Roofline | None) -> dict[str, Any]:
     """What a row carries beyond its fields: the roofline against the measured peak, per-request
     latency percentiles of its phase (TTFT, ITL, end-to-end) and the engine's own per-request
-    phase times (vLLM's prefill/decode/queue histograms) where the point recorded them."""
+    phase times (vLLM's prefill/decode/queue histograms) where the point recorded them.
+
+    Under a load (no prefill row) the ``total`` row also carries the level's per-request
+    latencies: ``ttft_percentiles_s`` and ``tpot_percentiles_s`` where the point recorded them,
+    and the means ``ttft_mean_s`` and ``tpot_mean_s`` (TPOT, else ITL)."""
     extra: dict[str, Any] = {}
     if rl_measured:
         extra["measured_roofline_s"] = rl_measured.roofline_s
     latency = m.extra.get("latency_percentiles") if isinstance(m.extra, Mapping) else None
-    wanted = {"prefill": "ttft_s", "decode": "itl_s", "total": "e2e_s"}[phase]
-    if isinstance(latency, Mapping) and isinstance(latency.get(wanted), Mapping):
-        extra[f"{wanted.removesuffix('_s')}_percentiles_s"] = dict(latency[wanted])
+    wanted = [{"prefill": "ttft_s", "decode": "itl_s", "total": "e2e_s"}[phase]]
+    if m.load.continuous and phase == "total":
+        # no prefill row under load: the level's per-request TTFT and TPOT ride on its total row
+        wanted += ["ttft_s", "tpot_s"]
+        for key, value in (("ttft_mean_s", m.ttft_s), ("tpot_mean_s", m.tpot_s or m.itl_s)):
+            if value is not None:
+                extra[key] = value
+    for name in wanted:
+        if isinstance(latency, Mapping) and isinstance(latency.get(name), Mapping):
+            extra[f"{name.removesuffix('_s')}_percentiles_s"] = dict(latency[name])
     server = m.extra.get("server") if isinstance(m.extra, Mapping) else None
     if isinstance(server, Mapping):
         for key in (f"{phase}_time_s", "queue_time_s"):
