@@ -167,9 +167,10 @@ def _table(caption: str, headers: Sequence[str], cells: Sequence[Sequence[str]],
 
 
 def tables_section(rows: Sequence[Row], peak_label: str) -> str:
-    """The analyze tables, one per phase, the same columns as ``analyze --markdown``."""
+    """The analyze tables, one per phase and load kind, the same columns as ``analyze
+    --markdown``."""
     out = []
-    for phase, sel in tables.by_phase(rows).items():
+    for phase, sel in tables.by_table(rows):
         columns = tables.columns(sel)
         headers = [h for h, _ in columns]
         left = [i for i, h in enumerate(headers) if h in ("bound", "flags", "load")]
@@ -187,22 +188,32 @@ def _above_peak_text(row: Row) -> str:
 
 
 def latency_section(rows: Sequence[Row]) -> str:
-    """Per-request latency percentiles, where the results carried them (mfubench runs)."""
+    """Per-request latency percentiles, where the results carried them (mfubench runs); with
+    a load column when some row is under load (whose total row carries its level's TTFT and
+    TPOT)."""
+    loaded = any(r.load_kind != "static" for r in rows)
     cells = []
+    tpot = False
     for r in rows:
-        for key, label in (("ttft_percentiles_s", "TTFT"), ("itl_percentiles_s", "ITL"),
-                           ("e2e_percentiles_s", "end-to-end")):
+        for key, label in (("ttft_percentiles_s", "TTFT"), ("tpot_percentiles_s", "TPOT"),
+                           ("itl_percentiles_s", "ITL"), ("e2e_percentiles_s", "end-to-end")):
             pcts = r.extra.get(key)
             if isinstance(pcts, Mapping):
+                tpot = tpot or label == "TPOT"
                 cells.append([_cell(r.phase), _cell(str(r.batch_size)),
+                              *([_cell(r.load)] if loaded else []),
                               _cell(f"{r.input_tokens:g}"), _cell(f"{r.output_tokens:g}"),
                               _cell(label),
                               *(_cell(seconds(pcts.get(q))) for q in ("p50", "p90", "p99"))])
     if not cells:
         return ""
+    headers = ["phase", "batch", *(["load"] if loaded else []), "in", "out", "latency", "p50",
+               "p90", "p99"]
     return _table("Latency per request (nearest-rank percentiles over every measured request; "
-                  "ITL over every gap between two tokens)",
-                  ["phase", "batch", "in", "out", "latency", "p50", "p90", "p99"], cells, [0, 4])
+                  "ITL over every gap between two tokens"
+                  + ("; TPOT per request: its decode time over its output tokens after the first"
+                     if tpot else "") + ")",
+                  headers, cells, [0, 2, 5] if loaded else [0, 4])
 
 
 def summary_section(rows: Sequence[Row]) -> str:

@@ -63,6 +63,8 @@ def any_above_peak(rows: Sequence[Row]) -> bool:
 
 
 def title(phase: str, rows: Sequence[Row], peak_label: str) -> str:
+    """A table's title: ``phase`` (a phase, or a table name of :func:`by_table`), the
+    hardware, the convention and the denominators."""
     r = rows[0]
     return (f"{phase}: {r.hardware}, TP {r.tp}, convention {r.convention} (FLOPs of the whole "
             f"model, 2 per multiply-add); MFU vs {peak_label}; MBU per device")
@@ -77,10 +79,36 @@ def by_phase(rows: Sequence[Row]) -> dict[str, list[Row]]:
     return out
 
 
+#: The load kinds in table order, and how a table of each is named after its phase.
+LOAD_TABLES: tuple[tuple[str, str], ...] = (
+    ("static", ""),
+    ("concurrency", " under concurrency (rows by concurrency C, requests in flight)"),
+    ("rate", " under a request rate (rows by rate, req/s)"),
+    ("trace", " under a trace"),
+)
+
+
+def _by_level(row: Row) -> tuple[int, int, float]:
+    return round(row.input_tokens), round(row.output_tokens), row.load_level or 0.0
+
+
+def by_table(rows: Sequence[Row]) -> list[tuple[str, list[Row]]]:
+    """The rows of each table, ``(name, rows)``: the static rows one table per phase, named
+    by the phase, in the order given (:func:`by_phase`); then the rows of each load kind,
+    never mixed with another kind, one table per phase, named ``decode under concurrency
+    (...)`` and ordered by prompt length, output length and level."""
+    out: list[tuple[str, list[Row]]] = []
+    for kind, suffix in LOAD_TABLES:
+        of_kind = [r for r in rows if r.load_kind == kind]
+        for phase, sel in by_phase(of_kind).items():
+            out.append((phase + suffix, sel if kind == "static" else sorted(sel, key=_by_level)))
+    return out
+
+
 def terminal_tables(rows: Sequence[Row], peak_label: str) -> list[Table]:
-    """One rich table per phase."""
+    """One rich table per phase and load kind (:func:`by_table`)."""
     tables = []
-    for phase, sel in by_phase(rows).items():
+    for phase, sel in by_table(rows):
         t = Table(title=title(phase, sel, peak_label), title_justify="left")
         cols = columns(sel)
         for header, _ in cols:
@@ -94,9 +122,10 @@ def terminal_tables(rows: Sequence[Row], peak_label: str) -> list[Table]:
 
 
 def markdown(rows: Sequence[Row], peak_label: str) -> str:
-    """Markdown tables per phase, each under a heading that states convention and denominator."""
+    """Markdown tables per phase and load kind (:func:`by_table`), each under a heading that
+    states convention and denominator."""
     out: list[str] = []
-    for phase, sel in by_phase(rows).items():
+    for phase, sel in by_table(rows):
         out.append(f"**{title(phase, sel, peak_label)}**\n")
         cols = columns(sel)
         out.append("| " + " | ".join(h for h, _ in cols) + " |")
