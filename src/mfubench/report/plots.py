@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mfubench.errors import MfubenchError
-from mfubench.report.charts import Chart
+from mfubench.report.charts import LEVEL_UNITS, Chart
 from mfubench.report.svg import axis_range, tick_label, ticks
 
 _MARKERS = {"circle": "o", "square": "s", "diamond": "D", "triangle": "^"}
@@ -63,7 +63,7 @@ def draw(chart: Chart) -> Any:
                     fontstyle="italic", color="#374151")
     for which, axis in (("x", chart.x), ("y", chart.y)):
         lo, hi = axis_range(chart, which)  # type: ignore[arg-type]
-        log = axis.log or axis.unit == "batch"
+        log = axis.log or axis.unit in LEVEL_UNITS
         (ax.set_xscale if which == "x" else ax.set_yscale)("log" if log else "linear")
         (ax.set_xlim if which == "x" else ax.set_ylim)(lo, hi)
         positions = ticks(axis, lo, hi)

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from html import escape
 from typing import Literal
 
-from mfubench.report.charts import ROOF_COLOR, Axis, Chart, Marker, Series, Unit, finite_positive
+from mfubench.report.charts import (
+    LEVEL_UNITS,
+    ROOF_COLOR,
+    Axis,
+    Chart,
+    Marker,
+    Series,
+    Unit,
+    finite_positive,
+)
 from mfubench.report.units import pct, seconds, si
 
 
@@ -35,8 +44,8 @@ class Scale:
 
 
 def axis_range(chart: Chart, which: Literal["x", "y"]) -> tuple[float, float]:
-    """The drawn range of an axis: whole decades (log), powers of two (batch), or 0 to a
-    round number (linear, fractions)."""
+    """The drawn range of an axis: whole decades (log), powers of two (batch, a load level),
+    or 0 to a round number (linear, fractions)."""
     axis = chart.x if which == "x" else chart.y
     vals = [p.x if which == "x" else p.y for s in chart.series for p in s.points]
     if which == "x":
@@ -45,7 +54,7 @@ def axis_range(chart: Chart, which: Literal["x", "y"]) -> tuple[float, float]:
     if not vals:
         return (1.0, 10.0) if axis.log else (0.0, 1.0)
     lo, hi = min(vals), max(vals)
-    if axis.unit == "batch":
+    if axis.unit in LEVEL_UNITS:
         a = 2 ** math.floor(math.log2(lo))
         b = 2 ** math.ceil(math.log2(hi))
         return (a / 1.5, b * 1.5) if a == b else (a / 1.3, b * 1.3)
@@ -75,7 +84,11 @@ def _nice_step(raw: float) -> float:
 def ticks(axis: Axis, lo: float, hi: float) -> list[float]:
     """Tick positions: decades (every other one when there are many), powers of two, or a
     round linear step."""
-    if axis.unit == "batch":
+    if axis.unit == "req/s":  # rates are rarely powers of two: 1, 2, 5, 10, 20, 50...
+        first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+        return [m * 10.0 ** k for k in range(first, last + 1) for m in (1, 2, 5)
+                if lo <= m * 10.0 ** k <= hi]
+    if axis.unit in LEVEL_UNITS:
         return [2.0 ** k for k in range(math.ceil(math.log2(lo)), math.floor(math.log2(hi)) + 1)]
     if axis.log:
         first, last = math.ceil(math.log10(lo) - 1e-9), math.floor(math.log10(hi) + 1e-9)
@@ -88,10 +101,12 @@ def ticks(axis: Axis, lo: float, hi: float) -> list[float]:
 def tick_label(unit: Unit, v: float) -> str:
     """Tick text in the units module's style."""
     if unit == "fraction":
+        if 0 < v < 1e-3:  # below 0.1 %: enough digits not to read "0.0 %"
+            return f"{v * 100:.2g} %"
         return pct(v, 0 if v * 100 >= 1 or v == 0 else 1)
     if unit == "seconds":
         return seconds(v)
-    if unit == "batch":
+    if unit in LEVEL_UNITS:
         return f"{v:g}"
     if unit == "flop/s":
         return si(v, "FLOP/s")
@@ -150,7 +165,7 @@ def to_svg(chart: Chart) -> str:
     y0, y1 = MARGIN_TOP + PLOT_HEIGHT, MARGIN_TOP
     xlo, xhi = axis_range(chart, "x")
     ylo, yhi = axis_range(chart, "y")
-    sx = Scale(xlo, xhi, x0, x1, chart.x.log or chart.x.unit == "batch")
+    sx = Scale(xlo, xhi, x0, x1, chart.x.log or chart.x.unit in LEVEL_UNITS)
     sy = Scale(ylo, yhi, y0, y1, chart.y.log)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart-svg" id="svg-{escape(chart.id)}" '
