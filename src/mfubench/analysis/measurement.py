@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mfubench.analysis.load import STATIC, Load
+from mfubench.analysis.request_mix import RequestMix
 from mfubench.counting.workload import MAX_COUNT
 from mfubench.errors import InputFileError
 
@@ -44,6 +45,10 @@ class Measurement:
         duration_s: seconds of the whole run (under load: first request sent to last done).
         completed: requests that completed in the run.
         request_throughput: completed requests per second.
+        mix: the lengths of the requests when they differ (a
+            :class:`~mfubench.analysis.request_mix.RequestMix`); its means are
+            ``input_tokens`` and ``output_tokens``, and the analysis under load sums the work
+            per distinct length instead of counting every request at the mean.
         source: where the point came from (a file and key, or a run), for messages.
         extra: anything else the source carried, kept for provenance.
     """
@@ -66,6 +71,7 @@ class Measurement:
     duration_s: float | None = None
     completed: int | None = None
     request_throughput: float | None = None
+    mix: RequestMix | None = None
 
     def __post_init__(self) -> None:
         where = self.source or "measurement"
@@ -92,6 +98,11 @@ class Measurement:
                 or not 1 <= self.completed <= MAX_COUNT):
             raise InputFileError(f"{where}: completed must be a whole number of requests >= 1, "
                                  f"got {self.completed!r}")
+        if self.mix is not None:
+            for name, mean in (("input_tokens", self.mix.mean_input), ("output_tokens", self.mix.mean_output)):
+                if not math.isclose(getattr(self, name), mean, rel_tol=1e-6):
+                    raise InputFileError(f"{where}: {name} {getattr(self, name)!r} is not the mean of its "
+                                         f"request mix ({mean:.6g})")
 
     @property
     def stopped_early(self) -> bool:

@@ -130,8 +130,22 @@ def analyze_under_load(setup: Setup, m: Measurement, flags: list[str]) -> list[R
 
 def _mean_cache(m: Measurement) -> int:
     """The mean cache length before a request's decode steps, ``I + (O - 2) / 2`` rounded: step
-    k of ``1 .. O - 1`` adds a token to a cache of ``I + k - 1``."""
+    k of ``1 .. O - 1`` adds a token to a cache of ``I + k - 1``; of a request mix, weighted by
+    decode tokens (:attr:`RequestMix.mean_cache`)."""
+    if m.mix is not None:
+        return max(0, round(m.mix.mean_cache))
     return max(0, round(m.input_tokens + (m.output_tokens - 2) / 2))
+
+
+def _prefill_flops_per_token(setup: Setup, m: Measurement) -> float:
+    """FLOPs per prompt token of the measurement's prompts (of a mix: all its prompts' FLOPs
+    over all their tokens, the quadratic attention term included)."""
+    spec, convention = setup.spec, setup.convention
+    if m.mix is None:
+        inp = max(1, round(m.input_tokens))
+        return fl.total(fl.prefill(spec, PrefillChunk(inp), convention)) / inp
+    flops = sum(n * fl.total(fl.prefill(spec, PrefillChunk(i), convention)) for i, _, n in m.mix.pairs)
+    return flops / sum(n * i for i, _, n in m.mix.pairs)
 
 
 def _decode_step(setup: Setup, m: Measurement, n_d: float, f: Flow, tpot: float) -> tuple[Work, float]:
@@ -148,9 +162,7 @@ def _decode_step(setup: Setup, m: Measurement, n_d: float, f: Flow, tpot: float)
     weights, kv = _step_bytes(setup, whole, cache)
     nbytes = weights + kv * n_d / whole
     prefill_tokens = f.throughput * m.input_tokens * tpot
-    inp = max(1, round(m.input_tokens))
-    per_token = fl.total(fl.prefill(spec, PrefillChunk(inp), setup.convention)) / inp
-    prefill_flops = prefill_tokens * per_token
+    prefill_flops = prefill_tokens * _prefill_flops_per_token(setup, m)
     share = prefill_flops / (prefill_flops + flops) if flops + prefill_flops else 0.0
     work = Work(flops, per_gpu, nbytes, 2 * spec.num_layers,
                 n_d * spec.hidden_size * ACTIVATION_BYTES)
@@ -165,24 +177,36 @@ def _step_bytes(setup: Setup, sequences: int, cache: int) -> tuple[float, float]
 
 
 def _requests(setup: Setup, m: Measurement, requests: float, n_d: float | None) -> Work:
-    """The work of ``requests`` whole requests of the measurement's mean lengths (module doc):
-    the FLOPs of each; the bytes of each one's KV traffic, and the weights once per engine step,
-    the steps shared by ``n_d`` sequences (the prefill of each request rides in those steps)."""
+    """The work of ``requests`` whole requests of the measurement's lengths (module doc): the
+    FLOPs of each; the bytes of each one's KV traffic, and the weights once per engine step, the
+    steps shared by ``n_d`` sequences (the prefill of each request rides in those steps).
+
+    With a request mix, each distinct length is counted at its share of ``requests``
+    (``requests * count / mix.requests``); without one, every request has the mean lengths."""
     from mfubench.analysis.phases import ACTIVATION_BYTES, Work, phase_work
 
     spec, tp, kv_dtype = setup.spec, setup.tp, setup.kv_dtype
-    inp, out = max(1, round(m.input_tokens)), max(1, round(m.output_tokens))
-    one = phase_work(setup, "total", 1, inp, out)  # alone: its prefill and every decode step
-    steps = out - 1
-    if not n_d or n_d <= 0 or steps <= 0:
-        return Work(one.flops * requests, one.flops_per_gpu * requests, one.bytes_per_gpu * requests,
-                    one.messages * requests, one.message_bytes)
-    prefill = memory.prefill_bytes(spec, PrefillChunk(inp), kv_dtype, tp)
-    decode = memory.decode_span_bytes(spec, 1, inp, steps, kv_dtype, tp)
-    kv_per_request = sum(b.read.get("kv_cache", 0.0) + b.write.get("kv_cache", 0.0)
-                         for b in (prefill, decode))
-    engine_steps = requests * steps / n_d  # one set of weight reads and all-reduces per step
+    if m.mix is not None:
+        shapes = [(i, o, requests * n / m.mix.requests) for i, o, n in m.mix.pairs]
+    else:
+        shapes = [(max(1, round(m.input_tokens)), max(1, round(m.output_tokens)), requests)]
+    flops = per_gpu = alone_bytes = kv_bytes = decode_steps = messages = message_bytes = 0.0
+    for inp, out, share in shapes:
+        one = phase_work(setup, "total", 1, inp, out)  # alone: its prefill and every decode step
+        flops += one.flops * share
+        per_gpu += one.flops_per_gpu * share
+        alone_bytes += one.bytes_per_gpu * share
+        messages += one.messages * share
+        message_bytes += one.messages * one.message_bytes * share
+        decode_steps += (out - 1) * share
+        if n_d and n_d > 0 and out > 1:
+            prefill = memory.prefill_bytes(spec, PrefillChunk(inp), kv_dtype, tp)
+            decode = memory.decode_span_bytes(spec, 1, inp, out - 1, kv_dtype, tp)
+            kv_bytes += share * sum(b.read.get("kv_cache", 0.0) + b.write.get("kv_cache", 0.0)
+                                    for b in (prefill, decode))
+    if not n_d or n_d <= 0 or decode_steps <= 0:
+        return Work(flops, per_gpu, alone_bytes, messages, message_bytes / messages if messages else 0.0)
+    engine_steps = decode_steps / n_d  # one set of weight reads and all-reduces per step
     weights, _ = _step_bytes(setup, max(1, round(n_d)), _mean_cache(m))
-    nbytes = requests * kv_per_request + engine_steps * weights
-    return Work(one.flops * requests, one.flops_per_gpu * requests, nbytes,
+    return Work(flops, per_gpu, kv_bytes + engine_steps * weights,
                 2 * spec.num_layers * engine_steps, n_d * spec.hidden_size * ACTIVATION_BYTES)

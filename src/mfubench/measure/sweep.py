@@ -435,16 +435,20 @@ def point_flags(key: PointKey, rounds: Sequence[RoundResult]) -> tuple[str, ...]
     return tuple(flags)
 
 
-def count_flags(records: Sequence[RequestRecord], input_tokens: int, output_tokens: int) -> list[str]:
+def count_flags(records: Sequence[RequestRecord], input_tokens: int | None = None,
+                output_tokens: int | None = None) -> list[str]:
     """``request_errors``, ``input_count``, ``output_count``, ``finish_reason``: requests that
-    failed, or did not have exactly the asked lengths and end by ``length``."""
+    failed, or did not have exactly the asked lengths (``input_tokens``/``output_tokens``, else
+    each request's own) and end by ``length``."""
     ok = [r for r in records if r.error is None]
     flags = []
     if len(ok) < len(records):
         flags.append("request_errors")
-    if any(r.input_tokens != input_tokens for r in ok):
+    if any(r.input_tokens != (r.requested_input_tokens if input_tokens is None else input_tokens)
+           for r in ok):
         flags.append("input_count")
-    if any(r.output_tokens != output_tokens for r in ok):
+    if any(r.output_tokens != (r.requested_output_tokens if output_tokens is None else output_tokens)
+           for r in ok):
         flags.append("output_count")
     if any(r.finish_reason != "length" for r in ok):
         flags.append("finish_reason")
@@ -588,6 +592,8 @@ def measurement_json(m: Measurement) -> dict[str, Any]:
     if m.load.continuous:
         out.update(load=dataclasses.asdict(m.load), tpot_s=m.tpot_s, duration_s=m.duration_s,
                    completed=m.completed, request_throughput=m.request_throughput)
+    if m.mix is not None:
+        out["mix"] = m.mix.to_json()
     return out
 
 

@@ -6,7 +6,8 @@ One JSON object per line, each with a ``type``:
 - ``header``: provenance; at most one, first; its ``schema_version``, when given, must be the
   one this mfubench writes. Kept whole in each Measurement's ``extra["header"]``.
 - ``request``: one measured request; not read here (the point carries the means).
-- ``point``: a finished point. The sweep writes the requested ``batch_size``,
+- ``point``: a finished point (under load, ``measurement.mix`` lists ``[input, output,
+  count]`` when the requests' lengths differed). The sweep writes the requested ``batch_size``,
   ``input_tokens``, ``output_tokens``, its ``flags``, ``rows`` (analysis output, ignored: the
   analysis is redone) and ``measurement``: Measurement's fields (``source`` aside) and ``extra``.
   ``measurement: null`` (nothing could be timed) is skipped. A hand-written point line may
@@ -25,13 +26,14 @@ from typing import Any
 
 from mfubench.analysis.load import Load
 from mfubench.analysis.measurement import Measurement
+from mfubench.analysis.request_mix import RequestMix
 from mfubench.errors import InputFileError
 from mfubench.io.importers._common import Entry, kind
 from mfubench.measure.results_log import LINE_TYPES, SCHEMA_VERSION
 
 #: Measurement fields a results line may carry (``source`` is set from the file and line).
 FIELDS = tuple(f.name for f in fields(Measurement) if f.name not in ("source", "extra"))
-_POINT_KEYS = ("type", "flags", "rows", "extra")
+_POINT_KEYS = ("type", "flags", "rows", "extra", "lengths")
 
 
 def looks_like_results(doc: Mapping[str, Any]) -> bool:
@@ -86,6 +88,22 @@ def _load(entry: Entry, field: str, value: object) -> Load:
         raise entry.error(field, str(exc)) from None
 
 
+def _mix(entry: Entry, field: str, value: object) -> RequestMix:
+    """A ``mix``: a list of ``[input, output, count]`` triples (:class:`RequestMix`)."""
+    if not isinstance(value, list):
+        raise entry.error(field, f"expected a list of [input, output, count], got {kind(value)}")
+    pairs: list[tuple[int, int, int]] = []
+    for k, item in enumerate(value):
+        if not isinstance(item, list) or len(item) != 3:
+            raise entry.error(f"{field}[{k}]", f"expected [input, output, count], got {kind(item)}")
+        i, o, n = (entry.count(f"{field}[{k}][{j}]", v) for j, v in enumerate(item))
+        pairs.append((i, o, n))
+    try:
+        return RequestMix(tuple(pairs))
+    except InputFileError as exc:
+        raise entry.error(field, str(exc)) from None
+
+
 def _point(
     entry: Entry,
     obj: Mapping[str, Any],
@@ -108,6 +126,8 @@ def _point(
             continue
         if name == "load":
             values[name] = _load(entry, prefix + name, body[name])
+        elif name == "mix":
+            values[name] = _mix(entry, prefix + name, body[name])
         else:
             values[name] = entry.field(prefix + name, name, body[name])
     if "completed" in values:
