@@ -539,7 +539,7 @@ def test_run_under_a_concurrency_and_a_rate_writes_levels_and_resumes_them(
 
 def test_load_options_are_checked_before_anything_is_sent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = load_grid("http://127.0.0.1:9", tmp_path / "x.jsonl")
-    for extra, message in ((["--concurrency", "2", "--request-rate", "1"], "not both"),
+    for extra, message in ((["--concurrency", "2", "--request-rate", "1"], "one load per run"),
                            (["--concurrency", "2", "--batch-sizes", "4"], "--batch-sizes is for static"),
                            (["--request-rate", "1", "--burstiness", "2"], "--burstiness shapes --arrival gamma"),
                            (["--slo", "ttft=1"], "need --concurrency or --request-rate")):

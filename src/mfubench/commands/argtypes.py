@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from mfubench.counting.workload import MAX_COUNT
 
@@ -71,3 +72,26 @@ def slo(text: str) -> dict[str, float]:
     if not out:
         raise argparse.ArgumentTypeError(f"expected ttft=SECONDS,tpot=SECONDS, got {text!r}")
     return out
+
+
+def lengths_arg(text: str) -> tuple[Any, ...]:
+    """``--input-tokens``/``--output-tokens``: lengths, fixed (``512``), uniform (``128:1024``)
+    or normal (``512~128``), comma-separated (:mod:`mfubench.measure.lengths`)."""
+    from mfubench.errors import MfubenchError
+    from mfubench.measure.lengths import lengths_list
+
+    try:
+        return tuple(lengths_list(text))
+    except MfubenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def duration_s(text: str) -> float:
+    """Seconds > 0, finite (``--duration``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf") or value > 1e7:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0 (at most 10^7), got {text!r}")
+    return value

@@ -28,8 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from mfubench import __version__
-from mfubench.commands.argtypes import int_list, nonnegative_int, positive_int, rate_list, slo
+from mfubench.commands.argtypes import (
+    duration_s,
+    int_list,
+    lengths_arg,
+    nonnegative_int,
+    positive_int,
+    rate_list,
+    slo,
+)
 from mfubench.errors import InputFileError, MfubenchError, ServerError
+from mfubench.measure.lengths import Lengths
 from mfubench.measure.results_log import (
     SCHEMA_VERSION,
     PointKey,
@@ -79,8 +88,15 @@ def register(sub: Any) -> None:
                       help="unmeasured requests per level first (default: C, or R x 1 s, at least 1)")
     load.add_argument("--slo", type=slo, default=None, metavar="ttft=S,tpot=S",
                       help="service-level objectives: goodput is the share of requests within them")
-    p.add_argument("--input-tokens", type=int_list, required=True, metavar="I,...")
-    p.add_argument("--output-tokens", type=int_list, required=True, metavar="O,...")
+    load.add_argument("--duration", type=duration_s, default=None, metavar="S",
+                      help="instead of --num-requests: send requests for S seconds per level")
+    load.add_argument("--workload", type=Path, default=None, metavar="FILE",
+                      help='JSONL of {"input_tokens", "output_tokens", "arrival_s"?} per request: with '
+                      "arrival times a trace, else the lengths under --concurrency/--request-rate")
+    p.add_argument("--input-tokens", type=lengths_arg, default=None, metavar="I,...",
+                   help="prompt lengths; under load also LO:HI (uniform) or MEAN~SD (normal) per request")
+    p.add_argument("--output-tokens", type=lengths_arg, default=None, metavar="O,...",
+                   help="output lengths, as --input-tokens")
     p.add_argument("--repeats", type=positive_int, default=3, help="measured rounds per point (default 3)")
     p.add_argument("--warmup", type=nonnegative_int, default=1, help="unmeasured rounds per point first (default 1)")
     p.add_argument("--convention", default="causal", help="what FLOPs count (as for `mfubench flops`; default causal)")
@@ -129,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     levels = level_plans(args)
     if levels is not None:
         return run_levels_command(args, levels)
+    static_lengths(args)
     args.batch_sizes = args.batch_sizes or (1,)  # a static run; the header records what ran
     plan = SweepPlan(args.batch_sizes, args.input_tokens, args.output_tokens, args.repeats, args.warmup)
     analyze, vocab_size, setup = _analysis(args)
@@ -267,9 +284,36 @@ def _print_plan(args: argparse.Namespace, plan: Any, todo: Sequence[PointKey], m
     return 0
 
 
+def static_lengths(args: argparse.Namespace) -> None:
+    """A static run's ``--input-tokens`` and ``--output-tokens`` as whole numbers: every request
+    of a batch has the same lengths (distributions and workloads are for runs under load)."""
+    if args.workload is not None or args.duration is not None:
+        raise MfubenchError("--workload and --duration are for runs under load (give --concurrency "
+                            "or --request-rate, or a workload with arrival times)")
+    for name in ("input_tokens", "output_tokens"):
+        values = getattr(args, name)
+        flag = "--" + name.replace("_", "-")
+        if values is None:
+            raise MfubenchError(f"{flag} is required")
+        drawn = [v.label for v in values if not v.is_fixed]
+        if drawn:
+            raise MfubenchError(f"{flag} {drawn[0]}: lengths drawn per request are for runs under load "
+                                "(--concurrency, --request-rate); a static batch has one shape")
+        setattr(args, name, tuple(int(v.a) for v in values))
+
+
 def launch_max_model_len(args: argparse.Namespace) -> int:
-    """The ``--max-model-len`` a launched vLLM gets by default: enough for the sweep, >= 2048."""
-    return int(max(2048, max(args.input_tokens) + max(args.output_tokens)))
+    """The ``--max-model-len`` a launched vLLM gets by default: enough for the longest request
+    of the sweep (of a distribution, its longest draw; of a workload, its longest request),
+    at least 2048."""
+    longest = getattr(args, "longest_request", None)
+    if longest is not None:
+        return int(max(2048, longest))
+
+    def high(value: int | Lengths) -> int:
+        return value.high if isinstance(value, Lengths) else value
+
+    return int(max(2048, max(map(high, args.input_tokens)) + max(map(high, args.output_tokens))))
 
 
 #: ``--dtype`` values a launched vLLM takes as its own ``--dtype`` (quantized formats come from
@@ -418,7 +462,7 @@ def safe_args(args: argparse.Namespace) -> dict[str, Any]:
         if isinstance(value, Path):
             value = str(value)
         if isinstance(value, tuple):
-            value = list(value)
+            value = [v.label if isinstance(v, Lengths) else v for v in value]
         out[name] = value
     extra = list(out.get("engine_args") or [])
     for i, arg in enumerate(extra):

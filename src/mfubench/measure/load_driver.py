@@ -1,14 +1,16 @@
 """Drive a load on a server and measure it: a concurrency (closed loop) or a request rate (open loop).
 
-A *level* is one load (``Load("concurrency", C)`` or ``Load("rate", λ, arrival)``) at one shape
-(``input_tokens``, ``output_tokens``), for ``requests`` measured requests after ``warmup``
-unmeasured ones:
+A *level* is one load (``Load("concurrency", C)``, ``Load("rate", λ, arrival)`` or
+``Load("trace")``) with a source of requests (:mod:`mfubench.measure.request_source`: fixed
+lengths, lengths drawn per request, or a workload file's), for ``requests`` measured requests
+(or as many as are sent in ``duration_s``) after ``warmup`` unmeasured ones:
 
 1. warm-up: ``warmup`` requests under the same load, all finished before the window opens;
 2. the window: scrape ``/metrics``, send the ``requests`` measured requests under the load
    (closed loop: C workers, each sending its next request when its last one finished; open
    loop: arrivals at ``λ``, Poisson (exponential gaps), gamma (shape ``burstiness``, mean gap
-   ``1/λ``) or constant), wait for all of them, scrape again (until the engine's token counters
+   ``1/λ``) or constant; a trace: at its recorded times; with a duration, no request is sent
+   after it has passed), wait for all of them, scrape again (until the engine's token counters
    include them). The engine's counter deltas therefore cover exactly the measured requests.
 3. the **steady state** inside the window: the requests sent after the first one finished
    (the ramp-up) and done before the last one was sent (the drain). Their mean TTFT and TPOT,
@@ -17,9 +19,12 @@ unmeasured ones:
    few requests for a steady stretch the level is flagged ``no-steady-state`` and uses them all.
 
 Every request is exact in length (random token ids, ``min_tokens = max_tokens``,
-``ignore_eos``; usage checked by the level's flags). The load held is checked: the mean number
+``ignore_eos``; usage checked against each request's own asked lengths by the level's flags).
+When the lengths differ, the measurement carries their
+:class:`~mfubench.analysis.request_mix.RequestMix`, and the analysis sums the work per length. The load held is checked: the mean number
 in flight over the steady stretch against C; for a rate, the span its random schedule planned
-against the span the sends took (a client that could not send on time); more than 10 % off
+(or a trace's recorded span) against the span the sends took (a client that could not send on
+time); more than 10 % off
 flags the level ``load-not-held``.
 """
 
@@ -29,14 +34,16 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mfubench.analysis.load import Load
 from mfubench.analysis.measurement import Measurement
+from mfubench.analysis.request_mix import RequestMix
 from mfubench.measure.client import CompletionClient, Prompt, RequestRecord, random_prompt
 from mfubench.measure.metrics import ServerDelta
+from mfubench.measure.request_source import Drawn, RequestSource
 from mfubench.measure.selfcheck import LoopLagProbe
 from mfubench.measure.sweep import (
     FATAL_ERROR_KINDS,
@@ -53,30 +60,59 @@ from mfubench.measure.sweep import (
 #: How far the achieved load may stray from the asked one before the level is flagged.
 LOAD_TOLERANCE = 0.10
 
-LevelKey = tuple[str, float, int, int]
-"""``(kind, level, input_tokens, output_tokens)``: one level of a load run."""
+LevelKey = tuple[str, float, int | str, int | str]
+"""``(kind, level, input, output)``: one level of a load run; ``input`` and ``output`` are the
+lengths of a fixed shape, else its source's key (:mod:`mfubench.measure.request_source`)."""
 
 
 @dataclass(frozen=True)
 class LevelPlan:
-    """One level to measure (module doc)."""
+    """One level to measure (module doc): ``requests`` measured requests, or as many as are sent
+    in ``duration_s``; a trace replays its file once."""
 
     load: Load
-    input_tokens: int
-    output_tokens: int
-    requests: int
+    source: RequestSource
+    requests: int | None
     warmup: int = 0
+    duration_s: float | None = None
 
     def __post_init__(self) -> None:
-        if self.load.kind not in ("concurrency", "rate"):
-            raise ValueError(f"a level drives a concurrency or a rate, not {self.load.kind!r}")
-        if self.requests < 1 or self.warmup < 0 or self.input_tokens < 1 or self.output_tokens < 1:
-            raise ValueError("a level needs requests, input and output tokens >= 1 and warmup >= 0")
+        if self.load.kind not in ("concurrency", "rate", "trace"):
+            raise ValueError(f"a level drives a concurrency, a rate or a trace, not {self.load.kind!r}")
+        if (self.load.kind == "trace") != (self.source.arrivals_s is not None):
+            raise ValueError("a trace level replays a workload with arrival times, and only it")
+        if (self.requests is None) == (self.duration_s is None):
+            raise ValueError("a level needs a number of requests or a duration, not both")
+        if (self.requests is not None and self.requests < 1) or self.warmup < 0 or (
+                self.duration_s is not None and not self.duration_s > 0):
+            raise ValueError("a level needs requests >= 1 or a duration > 0, and warmup >= 0")
 
     @property
     def key(self) -> LevelKey:
-        assert self.load.level is not None
-        return (self.load.kind, self.load.level, self.input_tokens, self.output_tokens)
+        return (self.load.kind, self.load.level or 0.0, *self.source.key)
+
+    @property
+    def input_tokens(self) -> int:
+        """The prompt length of a fixed shape, else the source's rounded mean."""
+        return self.source.nominal[0]
+
+    @property
+    def output_tokens(self) -> int:
+        return self.source.nominal[1]
+
+    @property
+    def label(self) -> str:
+        """``concurrency 8, input 512 output 128`` (the trace's load is its workload)."""
+        if self.load.kind == "trace":
+            return f"trace {self.source.label}"
+        return f"{self.load.label}, {self.source.label}"
+
+    @property
+    def stop(self) -> str:
+        """How the measured window ends, in words."""
+        if self.duration_s is not None:
+            return f"{self.duration_s:g} s of requests"
+        return f"{self.requests} requests"
 
 
 @dataclass(frozen=True)
@@ -105,67 +141,111 @@ class LevelResult:
 
 def arrival_gaps(load: Load, count: int, rng: random.Random) -> list[float]:
     """``count`` gaps (s) between arrivals at ``load.level`` per second; the first is 0."""
-    assert load.level is not None
-    rate = load.level
-    if load.arrival == "constant":
-        gaps = [1.0 / rate] * count
-    elif load.arrival == "gamma":
-        shape = load.burstiness or 1.0
-        gaps = [rng.gammavariate(shape, 1.0 / (rate * shape)) for _ in range(count)]
-    else:  # poisson (the default)
-        gaps = [rng.expovariate(rate) for _ in range(count)]
+    gaps = [next_gap(load, rng) for _ in range(count)]
     return [0.0, *gaps[1:]] if gaps else []
 
 
-async def _closed_loop(client: CompletionClient, prompts: Sequence[Prompt], output_tokens: int,
-                       concurrency: int) -> list[RequestRecord]:
-    """Send ``prompts`` with ``concurrency`` in flight: each worker sends its next request
-    when its last one is done."""
-    records: list[RequestRecord | None] = [None] * len(prompts)
-    order = iter(range(len(prompts)))
+def next_gap(load: Load, rng: random.Random) -> float:
+    """One gap (s) to the next arrival of an open loop at ``load.level`` per second: constant,
+    gamma (shape ``burstiness``, mean ``1/λ``) or exponential (Poisson, the default)."""
+    assert load.level is not None
+    rate = load.level
+    if load.arrival == "constant":
+        return 1.0 / rate
+    if load.arrival == "gamma":
+        shape = load.burstiness or 1.0
+        return rng.gammavariate(shape, 1.0 / (rate * shape))
+    return rng.expovariate(rate)
+
+
+Make = Callable[[int], tuple[Prompt, int]]
+"""The ``index``-th request of a level: its prompt and its exact output length."""
+
+
+async def _closed_loop(client: CompletionClient, make: Make, concurrency: int, count: int | None,
+                       deadline: float | None) -> list[RequestRecord]:
+    """``concurrency`` workers, each sending its next request when its last one is done, until
+    ``count`` requests were sent or ``deadline`` (``time.monotonic()``) has passed."""
+    records: list[RequestRecord] = []
+    sent = 0
 
     async def worker() -> None:
-        for i in order:  # one iterator shared by the workers: each index goes to one of them
-            records[i] = await client.complete(prompts[i], output_tokens, concurrency)
+        nonlocal sent
+        while (count is None or sent < count) and (deadline is None or time.monotonic() < deadline):
+            index = sent
+            sent += 1  # claimed before the await: each index goes to one worker
+            prompt, output_tokens = make(index)
+            records.append(await client.complete(prompt, output_tokens, concurrency))
 
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(prompts)))))
-    return [r for r in records if r is not None]
+    workers = concurrency if count is None else min(concurrency, count)
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return sorted(records, key=lambda r: r.sent_s)
 
 
-async def _open_loop(client: CompletionClient, prompts: Sequence[Prompt], output_tokens: int,
-                     gaps: Sequence[float]) -> list[RequestRecord]:
-    """Send each prompt at its arrival time (the gaps' schedule), whatever the server does."""
+async def _open_loop(client: CompletionClient, make: Make, gaps: Iterator[float], count: int | None,
+                     deadline: float | None) -> tuple[list[RequestRecord], float]:
+    """Send each request at its arrival time (the gaps' schedule), whatever the server does,
+    until ``count`` were sent or the next would arrive after ``deadline``; also the span the
+    schedule planned, first send to last."""
     tasks: list[asyncio.Task[RequestRecord]] = []
     due = time.monotonic()
-    for prompt, gap in zip(prompts, gaps, strict=True):
-        due += gap
+    planned = 0.0
+    for index, gap in enumerate(gaps):
+        if count is not None and index >= count:
+            break
+        if index and deadline is not None and due + gap > deadline:
+            break
+        due += gap if index else 0.0
+        planned += gap if index else 0.0
+        prompt, output_tokens = make(index)
         await asyncio.sleep(max(0.0, due - time.monotonic()))
         tasks.append(asyncio.create_task(client.complete(prompt, output_tokens, 1)))
-    return list(await asyncio.gather(*tasks))
+    return list(await asyncio.gather(*tasks)), planned
 
 
-async def _send(client: CompletionClient, plan: LevelPlan, prompts: Sequence[Prompt],
-                rng: random.Random) -> tuple[list[RequestRecord], float | None]:
+def _gaps(plan: LevelPlan, rng: random.Random) -> Iterator[float]:
+    """The open loop's gaps: the trace's recorded ones, else drawn for the rate without end."""
+    arrivals = plan.source.arrivals_s
+    if arrivals is not None:
+        yield 0.0
+        for before, after in zip(arrivals, arrivals[1:], strict=False):
+            yield after - before
+        return
+    while True:
+        yield next_gap(plan.load, rng)
+
+
+async def _send(client: CompletionClient, plan: LevelPlan, make: Make, count: int | None,
+                deadline: float | None, rng: random.Random) -> tuple[list[RequestRecord], float | None]:
     """The records, and for an open loop the span its schedule planned (first to last send)."""
     if plan.load.kind == "concurrency":
         assert plan.load.level is not None
-        return await _closed_loop(client, prompts, plan.output_tokens, round(plan.load.level)), None
-    gaps = arrival_gaps(plan.load, len(prompts), rng)
-    return await _open_loop(client, prompts, plan.output_tokens, gaps), math.fsum(gaps)
+        return await _closed_loop(client, make, round(plan.load.level), count, deadline), None
+    return await _open_loop(client, make, _gaps(plan, rng), count, deadline)
 
 
 async def drive_level(client: CompletionClient, plan: LevelPlan, *, token_range: tuple[int, int],
                       rng: random.Random, settle_timeout_s: float = 2.0) -> LevelResult:
     """Warm up, then measure one level (module doc)."""
-    def fresh(count: int) -> list[Prompt]:
-        return [random_prompt(rng, plan.input_tokens, token_range) for _ in range(count)]
+    def maker(first: int) -> Make:
+        def make(index: int) -> tuple[Prompt, int]:
+            input_tokens, output_tokens = plan.source.lengths(first + index, rng)
+            return random_prompt(rng, input_tokens, token_range), output_tokens
+        return make
 
-    if plan.warmup:
-        await _send(client, plan, fresh(plan.warmup), rng)
+    if plan.warmup:  # a trace warms up one request at a time: its schedule is for the window
+        if plan.load.kind == "trace":
+            await _closed_loop(client, maker(0), 1, plan.warmup, None)
+        else:
+            await _send(client, plan, maker(0), plan.warmup, None, rng)
     before = await scrape_metrics(client) if await metrics_available(client) else None
-    prompts = fresh(plan.requests)
+    first = 0 if plan.load.kind == "trace" else plan.warmup
+    deadline = None if plan.duration_s is None else time.monotonic() + plan.duration_s
+    count = plan.requests
+    if plan.load.kind == "trace" and count is None:
+        count = len(plan.source.arrivals_s or ())
     async with LoopLagProbe() as probe:
-        records, planned_span = await _send(client, plan, prompts, rng)
+        records, planned_span = await _send(client, plan, maker(first), count, deadline, rng)
     delta = None
     if before is not None and not any(r.error_kind in FATAL_ERROR_KINDS for r in records):
         delta = await settled_delta(client, before, records, settle_timeout_s)
@@ -193,7 +273,7 @@ def steady_state(records: Sequence[RequestRecord]) -> tuple[list[RequestRecord],
 def level_flags(result: LevelResult, steady: bool, held: float | None) -> list[str]:
     """Why a level's figures are doubtful (empty when clean); as the sweep's, plus the load's."""
     plan, records = result.plan, result.records
-    flags = count_flags(records, plan.input_tokens, plan.output_tokens)
+    flags = count_flags(records)  # each request against its own asked lengths
     if result.loop_lag_s > LOOP_LAG_LIMIT_S:
         flags.append("client-bound")
     if not counters_match(result.delta, records):
@@ -202,7 +282,7 @@ def level_flags(result: LevelResult, steady: bool, held: float | None) -> list[s
         flags.append(f"no-steady-state: {len(records)} requests are too few for a stretch between "
                      "ramp-up and drain at this load; the figures include both (give more --num-requests)")
     if held is not None and abs(held - 1.0) > LOAD_TOLERANCE:
-        flags.append(f"load-not-held: {held:.0%} of the asked {plan.load.label} was achieved")
+        flags.append(f"load-not-held: {held:.0%} of the asked {plan.label} was achieved")
     return flags
 
 
@@ -230,14 +310,14 @@ def level_measurement(result: LevelResult, slo: SLO | None = None) -> tuple[Meas
                 if planned and len(sends) > 1 and sends[-1] > sends[0] else None)
     flags = level_flags(result, found is not None, held)
     ttfts = [r.ttft_s for r in steady if r.ttft_s is not None]
-    tpots = [t for r in steady if (t := request_tpot(r)) is not None]
-    mean_in, mean_out = (math.fsum(float(getattr(r, k) or 0) for r in ok) / len(ok)
-                         for k in ("input_tokens", "output_tokens"))
+    tpots = [t for r in steady if (t := request_tpot(r)) is not None and t > 0]  # 0: one chunk
+    mix = RequestMix.of((r.input_tokens or 0, r.output_tokens or 0) for r in ok)
     extra: dict[str, Any] = {
         "flags": flags, "requests": len(result.records), "failed_requests": len(result.records) - len(ok),
         "steady_requests": len(steady), "steady_window_s": span, "load_held": held,
         "loop_lag_s": result.loop_lag_s, "warmup_requests": plan.warmup,
-        "requested_input_tokens": plan.input_tokens,
+        "requested_input_tokens": plan.input_tokens, "lengths": plan.source.label,
+        "stop": plan.stop,
     }
     latency = latency_percentiles(steady)
     if tpots:
@@ -253,9 +333,10 @@ def level_measurement(result: LevelResult, slo: SLO | None = None) -> tuple[Meas
              else max(1, round(throughput * (math.fsum(r.e2e_s or 0.0 for r in steady) / len(steady)))))
     measurement = Measurement(
         batch_size=batch,
-        input_tokens=mean_in,
-        output_tokens=mean_out,
-        requested_output_tokens=plan.output_tokens,
+        input_tokens=mix.mean_input,
+        output_tokens=mix.mean_output,
+        requested_output_tokens=plan.output_tokens if plan.source.is_fixed else None,
+        mix=None if mix.uniform else mix,
         ttft_s=math.fsum(ttfts) / len(ttfts) if ttfts else None,
         tpot_s=math.fsum(tpots) / len(tpots) if tpots else None,
         duration_s=window if window > 0 else None,
@@ -266,7 +347,7 @@ def level_measurement(result: LevelResult, slo: SLO | None = None) -> tuple[Meas
         server_read_bytes=None if d is None else d.read_bytes,
         server_write_bytes=None if d is None else d.write_bytes,
         load=plan.load,
-        source=f"mfubench run, {plan.load.label} input={plan.input_tokens} output={plan.output_tokens}",
+        source=f"mfubench run, {plan.label}",
         extra=extra,
     )
     return measurement, flags
@@ -292,7 +373,7 @@ class LevelOutcome:
         from mfubench.measure.sweep import measurement_json
 
         m = self.measurement
-        return {
+        line: dict[str, Any] = {
             "type": "point",
             "batch_size": m.batch_size if m is not None else 1,
             "input_tokens": self.plan.input_tokens,
@@ -302,6 +383,9 @@ class LevelOutcome:
             "measurement": None if m is None else measurement_json(m),
             "rows": self.rows,
         }
+        if not isinstance(self.plan.source, Drawn) or not self.plan.source.is_fixed:
+            line["lengths"] = list(self.plan.source.key)  # the level's key (point_key)
+        return line
 
 
 async def run_levels(
@@ -329,13 +413,15 @@ async def run_levels(
             continue
         try:
             result = await drive_level(client, plan, token_range=token_range, rng=rng)
-            for record in result.records:
-                log.write({"type": "request", "level": list(plan.key), **record.to_json()})
+            start = min((r.sent_s for r in result.records), default=0.0)
+            for record in result.records:  # sent_after_s: the level's own timeline
+                log.write({"type": "request", "level": list(plan.key), **record.to_json(),
+                           "sent_after_s": record.sent_s - start})
             _raise_if_fatal(result.records, hooks)
         except ServerError as exc:
             raise ServerError(
-                f"{client.base_url} failed at {plan.load.label} input={plan.input_tokens} "
-                f"output={plan.output_tokens}: {hooks.check_server() or exc}; {len(done) + len(out)} "
+                f"{client.base_url} failed at {plan.label}: {hooks.check_server() or exc}; "
+                f"{len(done) + len(out)} "
                 f"finished levels are in {log.path} (--resume continues)") from exc
         measurement, flags = level_measurement(result, slo)
         rows = [dict(r) for r in analyze(measurement)] if measurement is not None else []

@@ -165,9 +165,16 @@ def point_key(obj: Mapping[str, Any]) -> ResultKey:
     """The key of a ``point`` line: its :data:`PointKey`, or with a ``load`` its level's key."""
     load = obj.get("load")
     if isinstance(load, Mapping):
+        lengths = obj.get("lengths")  # drawn lengths or a workload: the source's key
+        if isinstance(lengths, list) and len(lengths) == 2:
+            return (str(load.get("kind")), float(load.get("level") or 0), *map(_key_part, lengths))
         return (str(load.get("kind")), float(load.get("level") or 0), int(obj["input_tokens"]),
                 int(obj["output_tokens"]))
     return (int(obj["batch_size"]), int(obj["input_tokens"]), int(obj["output_tokens"]))
+
+
+def _key_part(value: Any) -> int | str:
+    return value if isinstance(value, int | str) and not isinstance(value, bool) else str(value)
 
 
 def read_results(path: str | Path) -> ResultsFile:
@@ -212,10 +219,17 @@ def read_results(path: str | Path) -> ResultsFile:
             if not isinstance(obj.get("rows", []), list):
                 raise InputFileError(f"{where}: point field rows must be a list")
             load = obj.get("load")
-            if load is not None and (not isinstance(load, dict) or load.get("kind") not in ("concurrency", "rate")
-                                     or not isinstance(load.get("level"), int | float)):
+            if load is not None and (
+                    not isinstance(load, dict) or load.get("kind") not in ("concurrency", "rate", "trace")
+                    or not (isinstance(load.get("level"), int | float)
+                            or (load.get("kind") == "trace" and load.get("level") is None))):
                 raise InputFileError(f"{where}: point field load must be an object with a kind "
-                                     f"(concurrency, rate) and a level, got {load!r}")
+                                     f"(concurrency, rate, trace) and a level, got {load!r}"[:300])
+            lengths = obj.get("lengths")
+            if lengths is not None and (not isinstance(lengths, list) or len(lengths) != 2 or not all(
+                    isinstance(v, int | str) and not isinstance(v, bool) for v in lengths)):
+                raise InputFileError(f"{where}: point field lengths must be [input, output] "
+                                     f"(lengths or labels), got {lengths!r}"[:300])
             result.points[point_key(obj)] = obj
         else:
             raise InputFileError(f"{where}: unknown line type {kind!r} (expected one of {', '.join(LINE_TYPES)})")
