@@ -172,8 +172,13 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or len(args) > 2 or (len(args) == 2 and args[1] not in PRESETS):
-        print(f"usage: python -m mfubench.measure.tiny_model FOLDER [{'|'.join(PRESETS)}]", file=sys.stderr)
+    usage = f"usage: python -m mfubench.measure.tiny_model FOLDER [{'|'.join(PRESETS)}]"
+    if args and args[0] in ("-h", "--help"):
+        print(usage)
+        return 0
+    if (not args or len(args) > 2 or (len(args) == 2 and args[1] not in PRESETS)
+            or args[0].startswith("-")):  # an option is not a folder to write a model into
+        print(usage, file=sys.stderr)
         return 2
     folder = build_tiny_model(args[0], PRESETS[args[1] if len(args) == 2 else "demo"])
     print(folder)
