@@ -270,3 +270,16 @@ def test_a_trace_and_a_concurrency_are_one_load_too_many(tmp_path: Path, capsys:
     assert cli.main(base("http://127.0.0.1:9", tmp_path / "x.jsonl", "--workload", str(path),
                          "--input-tokens", "4")) == 2
     assert "gives every request's lengths" in capsys.readouterr().err
+
+
+def test_a_vllm_bench_run_of_several_lengths_carries_its_mix(tmp_path: Path) -> None:
+    doc = json.loads((Path(__file__).parent / "data" / "vllm_bench" / "live_concurrency.json").read_text())
+    n = len(doc["input_lens"])
+    doc["input_lens"] = [64 + 32 * (k % 3) for k in range(n)]
+    doc["total_input_tokens"] = sum(doc["input_lens"])
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(doc))
+    (m,) = load_measurements(path)
+    ok = [k for k in range(n) if not doc["errors"][k]]
+    assert m.mix == RequestMix.of((doc["input_lens"][k], doc["output_lens"][k]) for k in ok)
+    assert m.input_tokens == pytest.approx(statistics.fmean(doc["input_lens"][k] for k in ok))

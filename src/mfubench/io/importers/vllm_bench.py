@@ -28,7 +28,8 @@ with the per-request arrays, ``sum(itls[i]) / (output_lens[i] - 1)`` pooled; els
 ``request_throughput`` and ``output_tokens_per_s``. ``input_tokens`` and ``output_tokens`` are
 means over the completed requests (from the arrays when saved, else ``total_*_tokens /
 completed``). TPOT counts tokens, ITL chunks, so TPOT is preferred when a chunk can carry
-several tokens.
+several tokens. With the arrays and lengths that differ, the measurement under load carries
+their :class:`~mfubench.analysis.request_mix.RequestMix` (the work is summed per length).
 
 Keys other than these are vLLM's (percentiles, goodput, metadata) and are not checked.
 """
@@ -41,6 +42,7 @@ from typing import Any
 
 from mfubench.analysis.load import STATIC, Load
 from mfubench.analysis.measurement import Measurement
+from mfubench.analysis.request_mix import RequestMix
 from mfubench.counting.workload import MAX_COUNT
 from mfubench.io.importers._common import Entry, kind, short
 
@@ -109,6 +111,7 @@ def read_vllm_bench(
         values["output_tokens_per_s"] = total_output / duration_s
     values["requested_output_tokens"] = requested_output_tokens
     if not load.continuous:
+        values.pop("mix", None)  # a static batch is analysed at its means
         values["elapsed_s"] = duration_s
         return entry.measurement(extra=extra, **values)
     values.update(load=load, duration_s=duration_s, completed=completed,
@@ -177,6 +180,8 @@ def _from_arrays(
     ins = [entry.count(f"input_lens[{i}]", input_lens[i]) for i in ok]
     outs = [_whole(entry, output_lens, i, "output_lens") for i in ok]
     values: dict[str, Any] = {"input_tokens": sum(ins) / len(ok), "output_tokens": sum(outs) / len(ok)}
+    if len(set(zip(ins, outs, strict=True))) > 1 and min(outs) >= 1:
+        values["mix"] = RequestMix.of(zip(ins, outs, strict=True))  # kept under load only
 
     if doc.get("ttfts") is not None:
         ttfts = _list(entry, doc, "ttfts", len(input_lens))
