@@ -100,3 +100,31 @@ def test_compare_page_in_chromium(tmp_path: Path) -> None:
                          result.stdout, re.S)
     assert [name for name, _ in figures] == ["compare-mfu", "compare-mbu", "compare-latency"]
     assert all('class="pt"' in body for _, body in figures)
+
+
+def test_load_report_in_chromium(tmp_path: Path) -> None:
+    """A report under load (the live vllm bench runs at two concurrencies and a rate): the
+    charts against the level and the Pareto view render, with no console message."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (Debian) to run this test")
+    import json
+
+    from mfubench.measure.tiny_model import TEST, llama_config
+    from test_report_load import variant
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(llama_config(TEST)))
+    files = [variant(tmp_path, "live_concurrency", "max_concurrency", c, lat, dur)
+             for c, lat, dur in ((2, 0.9, 1.8), (4, 1.0, 1.0), (8, 1.3, 0.65))]
+    files.append(variant(tmp_path, "live_rate", "request_rate", 20, 1.0, 1.0))
+    out = tmp_path / "load.html"
+    assert main(["report", *map(str, files), "--model", str(config), "--hardware", "H100-SXM",
+                 "--convention", "vllm", "-o", str(out)]) == 0
+    result = chromium(out.as_uri(), tmp_path / "profile", "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert console_messages(result.stderr) == []
+    figures = dict(re.findall(r'<figure class="chart[^"]*" id="chart-(load-[a-z-]+)">(.*?)</figure>',
+                              result.stdout, re.S))
+    assert {"load-mfu-concurrency", "load-tpot-rate", "load-pareto"} <= set(figures)
+    assert len(re.findall(r'class="pt"', figures["load-pareto"])) == 4
+    assert "Pareto frontier" in figures["load-pareto"]
