@@ -248,6 +248,44 @@ def test_run_under_load_counts_what_the_engine_counts(
             assert r[key] is not None and (r[key] <= 1 or key in r["above_peak"])
 
 
+@pytest.mark.parametrize("lengths", [["--input-tokens", "16:200", "--output-tokens", "4:12"], ["--workload"]])
+def test_requests_of_many_lengths_are_counted_as_the_engine_counts_them(
+    server: LaunchedServer, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    lengths: list[str],
+) -> None:
+    """Lengths drawn per request under a concurrency, and a trace replayed at its recorded
+    times: every request exact against its own asked lengths, and the whole run's FLOPs, summed
+    per length (the request mix), within 2 % of vLLM's counter under --convention vllm."""
+    from mfubench import cli
+
+    if lengths == ["--workload"]:
+        trace = tmp_path / "trace.jsonl"
+        rng = random.Random(8)
+        trace.write_text("".join(json.dumps({"input_tokens": rng.randint(8, 240), "output_tokens": rng.randint(2, 16),
+                                             "arrival_s": round(0.04 * k, 3)}) + "\n" for k in range(24)))
+        lengths = ["--workload", str(trace)]
+    else:
+        lengths = [*lengths, "--concurrency", "3", "--num-requests", "24"]
+    out = tmp_path / "mix.jsonl"
+    assert cli.main(["run", "--endpoint", server.url, "--model", str(model_dir), "--hardware", "H100-SXM",
+                     "--warmup-requests", "2", "--convention", "vllm", "--seed", "6", "--out", str(out),
+                     "--json", *lengths]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    requests = [r for r in lines if r["type"] == "request"]
+    assert len(requests) == 24 and len({(r["input_tokens"], r["output_tokens"]) for r in requests}) > 5
+    assert all((r["input_tokens"], r["output_tokens"], r["finish_reason"])
+               == (r["requested_input_tokens"], r["requested_output_tokens"], "length") for r in requests)
+    (point,) = [r for r in lines if r["type"] == "point"]
+    assert point["measurement"]["mix"] is not None
+    assert set(point["flags"]) <= {"client-bound", "no-steady-state"}, point["flags"]  # no count flags
+    total = [r for r in rows if r["phase"] == "total"][0]
+    assert total["server_flops"] == pytest.approx(total["flops_per_gpu"], rel=0.02)
+    for r in rows:
+        for key in ("mfu", "mbu", "efficiency"):
+            assert r[key] is None or r[key] <= 1 or key in r["above_peak"]
+
+
 def test_a_run_resumed_after_the_server_was_killed_measures_only_the_missing_points(
     server: LaunchedServer, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
