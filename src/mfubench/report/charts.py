@@ -20,6 +20,29 @@ throughput against batch
     seconds`` (generated tokens/s in decode); total: ``batch * output_tokens / seconds``
     (generated tokens per second of whole requests; rows of one output token left out).
 
+The charts against batch hold static rows only: under a load (``Row.load_kind`` concurrency,
+rate or trace) a decode row is one mean engine step and a total row is time-averaged, so
+neither divides by ``output - 1`` steps of a batch. Rows under load have their own charts, per
+load kind with a level (x = ``Row.load_level``: C on a log2 axis, λ in req/s on a log axis with
+1-2-5 ticks), one series per phase, shape (prompt and output length) and arrival:
+
+MFU / MBU against the level
+    the rows' ``mfu`` / ``mbu`` (decode and total), ceilings dashed; a figure that is not plain
+    is labelled ``⚠`` as against batch.
+TTFT / TPOT against the level
+    the total row's ``extra["ttft_percentiles_s"]`` / ``["tpot_percentiles_s"]`` (p50, p90,
+    p99) where the results recorded them, else ``ttft_mean_s`` / ``tpot_mean_s``.
+throughput per GPU against throughput per user (the Pareto view, every load kind)
+    y = ``throughput_req_s * output_tokens / tp`` of the total row (completed requests per
+    second over the run, times each one's output tokens, per device of the replica); x =
+    ``1 / tpot_mean_s`` (output tokens per second one request sees). The frontier of each shape
+    joins the levels no other plain level beats on one axis while equalling it on the other; a
+    level with a figure above the peak or infeasible (its total or decode row) is marked and
+    left out of it.
+
+The roofline also draws decode rows under load (one mean step), labelled by level (``C4``,
+``λ20``).
+
 :func:`mfubench.report.svg.to_svg` draws a :class:`Chart`; :mod:`mfubench.report.plots`
 draws the same data with matplotlib. Non-finite or non-positive values never reach a log axis: such points are dropped.
 """
