@@ -325,6 +325,19 @@ def test_pareto_frontier_is_per_shape_and_per_gpu_divides_by_tp(files) -> None: 
     assert {id(p) for p in charts.pareto_frontier(longer)} <= {id(p) for p in frontier}
 
 
+def test_a_trace_is_one_pareto_point_and_has_no_level_charts(loaded) -> None:  # type: ignore[no-untyped-def]
+    setup = loaded[0]
+    m = Measurement(3, 128, 32, ttft_s=0.02, tpot_s=0.004, load=Load("trace"), completed=40,
+                    duration_s=2.0)
+    rows = analyze(setup, [m])
+    assert {(r.load_kind, r.load_level) for r in rows} == {("trace", None)}
+    assert [c.id for c in charts.report_charts(rows, setup)] == ["roofline", "load-pareto"]
+    (s,) = [s for s in chart(rows, setup, "load-pareto").series if s.marker]
+    assert s.name == "trace" and [p.label for p in s.points] == ["trace"]
+    assert (s.points[0].x, s.points[0].y) == pytest.approx((250.0, 40 / 2.0 * 32))
+    assert [name for name, _ in tables.by_table(rows)] == ["decode under a trace", "total under a trace"]
+
+
 def test_static_only_reports_have_none_of_the_load_charts() -> None:
     setup = seed_setup()
     rows = analyze(setup, seed_measurements())

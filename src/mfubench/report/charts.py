@@ -708,7 +708,7 @@ def pareto_chart(rows: Sequence[Row]) -> Chart:
                 p.per_user, p.per_gpu, level + mark, _row_title(p.row, (
                     f"{si(p.per_user, 'tokens/s')} per user (1 / TPOT), "
                     f"{si(p.per_gpu, 'tokens/s')} per GPU; {where}")), hollow=not p.plain))
-        name = f"{LEVEL_WORDS.get(kind, kind)} ({LEVEL_PREFIX[kind] or 'trace'})"
+        name = f"{LEVEL_WORDS[kind]} ({LEVEL_PREFIX[kind]})" if kind in LEVEL_WORDS else kind
         if len(shapes) > 1:
             name += f", {shape[0]} in / {shape[1]} out"
         if kind == "rate" and len(arrivals) > 1:
