@@ -417,3 +417,22 @@ def test_load_plots_as_png(loaded, tmp_path: Path) -> None:  # type: ignore[no-u
                                        "load-mfu-rate.svg"]
     assert all(p.stat().st_size > 5_000 for p in paths)
 
+
+
+def test_compare_matches_a_load_only_with_the_same_load(files, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A concurrency-C row never matches a static batch of C; the same concurrency in two runs
+    matches, whatever batch each run's rows carry."""
+    level = files["concurrency"][0]
+    (m,) = load_measurements(level)
+    static = tmp_path / "static.csv"
+    static.write_text("batch_size,input_tokens,output_tokens,ttft_s,itl_s\n"
+                      f"{m.batch_size},{round(m.input_tokens)},{round(m.output_tokens)},0.05,0.004\n")
+    args = ["--model", files["config"], "--hardware", "H100-SXM", "--convention", "vllm", "--json"]
+    assert main(["compare", f"{level},{static}", str(level), *args]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    loads = {(r["phase"], r["load"], r["batch_size"]) for r in rows}
+    assert (("decode", m.load.label, None) in loads and ("decode", "static", m.batch_size) in loads)
+    for r in rows:
+        both = [x["mfu"] is not None for x in r["runs"]]
+        assert both == ([True, True] if r["load"] != "static" else [True, False]), r

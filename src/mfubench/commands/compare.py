@@ -2,8 +2,12 @@
 changed), matched point by point, in the terminal and as an HTML report.
 
 A RUN is a results file, or several joined with commas (``prefill.json,decode.json``). Rows are
-matched by (phase, batch size, prompt length, requested output length; the mean output length
-when the request is unknown), both lengths rounded to whole tokens. For every run: MFU, MBU and
+matched by (phase, load, batch size, prompt length, requested output length; the mean output
+length when the request is unknown), both lengths rounded to whole tokens. The load is
+``static`` for a batch sent at once; a row under load matches only a row of the same load
+(``concurrency 8``, ``rate 4 req/s (poisson)``, ``trace``), never a static batch of the same
+size, and its batch (for a rate, the mean in flight each run happened to reach) is not part of
+the key. For every run: MFU, MBU and
 seconds; for every run after the first, the ratios to the first run::
 
     mfu_ratio = mfu / mfu_first    mbu_ratio = mbu / mbu_first    seconds_ratio = seconds / seconds_first
@@ -32,10 +36,11 @@ from mfubench.report.html import Source, render_compare
 from mfubench.report.tables import ABOVE_PEAK_LEGEND
 from mfubench.report.units import util
 
-Key = tuple[str, int, int, int]
-"""(phase, batch size, prompt tokens, requested output tokens) of a row."""
+Key = tuple[str, str, int | None, int, int]
+"""(phase, load, batch size (None under load), prompt tokens, requested output tokens) of a row."""
 
 _PHASE_ORDER = {"prefill": 0, "decode": 1, "total": 2}
+_LOAD_ORDER = {"static": 0, "concurrency": 1, "rate": 2, "trace": 3}
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,15 @@ class Match:
 
 def row_key(m: Measurement, row: Row) -> Key:
     output = m.requested_output_tokens if m.requested_output_tokens is not None else m.output_tokens
-    return row.phase, row.batch_size, round(row.input_tokens), round(output)
+    if m.load.continuous:
+        return row.phase, row.load, None, round(row.input_tokens), round(output)
+    return row.phase, "static", row.batch_size, round(row.input_tokens), round(output)
+
+
+def _describe(key: Key) -> str:
+    phase, load, batch, inp, out = key
+    where = f"batch {batch}" if batch is not None else load
+    return f"{phase}, {where}, {inp} in, {out} out"
 
 
 def analyze_run(setup: Setup, label: str, measurements: Sequence[Measurement],
@@ -78,8 +91,8 @@ def analyze_run(setup: Setup, label: str, measurements: Sequence[Measurement],
             key = row_key(m, row)
             if key in seen:
                 raise MfubenchError(
-                    f"run {label!r}: two points at {row.phase}, batch {key[1]}, {key[2]} in, "
-                    f"{key[3]} out; a run must hold each point once to be compared"
+                    f"run {label!r}: two points at {_describe(key)}; a run must hold each point "
+                    "once to be compared"
                 )
             seen.add(key)
             keyed.append((key, row))
@@ -89,9 +102,14 @@ def analyze_run(setup: Setup, label: str, measurements: Sequence[Measurement],
 def match_runs(runs: Sequence[Run]) -> list[Match]:
     """Every key of any run, in phase/length/batch order, with each run's row there."""
     maps = [dict(run.rows) for run in runs]
-    keys = sorted({k for mp in maps for k in mp},
-                  key=lambda k: (_PHASE_ORDER.get(k[0], 9), k[2], k[3], k[1]))
-    return [Match(k, tuple(mp.get(k) for mp in maps)) for k in keys]
+    first = {k: row for mp in reversed(maps) for k, row in mp.items()}  # a row of each key
+
+    def order(k: Key) -> tuple[Any, ...]:
+        row = first[k]
+        return (_PHASE_ORDER.get(k[0], 9), _LOAD_ORDER.get(row.load_kind, 9), k[3], k[4],
+                row.load_level or 0.0, k[1], k[2] or 0)
+
+    return [Match(k, tuple(mp.get(k) for mp in maps)) for k in sorted(first, key=order)]
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -104,15 +122,16 @@ def _times(value: float | None) -> str:
 
 def table_cells(runs: Sequence[Run], matches: Sequence[Match]) -> tuple[list[str], list[list[str]]]:
     """Headers and plain-text cells of the side-by-side table (terminal and HTML)."""
-    headers = ["phase", "batch", "in", "out"]
+    loaded = any(m.key[1] != "static" for m in matches)
+    headers = ["phase", *(["load"] if loaded else []), "batch", "in", "out"]
     for i, run in enumerate(runs):
         headers += [f"{run.label} MFU", f"{run.label} MBU", f"{run.label} s"]
         if i:
             headers += [f"{run.label} MFU x", f"{run.label} s x"]
     cells = []
     for m in matches:
-        phase, batch, inp, out = m.key
-        line = [phase, str(batch), str(inp), str(out)]
+        phase, load, batch, inp, out = m.key
+        line = [phase, *([load] if loaded else []), "-" if batch is None else str(batch), str(inp), str(out)]
         for i, row in enumerate(m.rows):
             line += [util(row.mfu, 2, row.marked("mfu")) if row else "-",
                      util(row.mbu, 1, row.marked("mbu")) if row else "-",
@@ -127,8 +146,8 @@ def to_json(setup: Setup, runs: Sequence[Run], matches: Sequence[Match]) -> dict
     """``{"runs": [...], "rows": [...]}``: per key, each run's figures and ratios to the first."""
     out_rows = []
     for m in matches:
-        phase, batch, inp, out = m.key
-        entry: dict[str, Any] = {"phase": phase, "batch_size": batch, "input_tokens": inp,
+        phase, load, batch, inp, out = m.key
+        entry: dict[str, Any] = {"phase": phase, "load": load, "batch_size": batch, "input_tokens": inp,
                                  "output_tokens": out, "runs": []}
         for i, row in enumerate(m.rows):
             entry["runs"].append({
