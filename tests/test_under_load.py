@@ -192,3 +192,13 @@ def test_a_load_row_without_a_throughput_says_what_is_missing() -> None:
     (row,) = analyze(setup, [Measurement(4, 512, 128, itl_s=0.02, load=Load("trace"))])
     assert row.phase == "total" and row.seconds is None and row.mfu is None
     assert row.flags[-1].startswith("no-throughput")
+
+
+def test_the_summary_names_a_loads_best_level_not_its_batch() -> None:
+    from mfubench.analysis.explain import summary
+
+    setup = setup_of("dense 8B")
+    ms = [Measurement(c, 1000, 200, ttft_s=0.05 * c, tpot_s=0.01 + 0.002 * c, load=Load("concurrency", float(c)))
+          for c in (1, 4, 16)]
+    decode = next(line for line in summary(analyze(setup, ms)) if line.startswith("decode:"))
+    assert "(best at concurrency " in decode and "batch" not in decode

@@ -73,6 +73,14 @@ def _advice(setup: Setup, row: Row) -> str:
     return ""
 
 
+def where(row: Row, short: bool = False) -> str:
+    """The point a row belongs to in words: ``batch 8`` (``b=8``) for a static batch, else its
+    load (``concurrency 8``, ``rate 4 req/s (poisson)``, ``trace``)."""
+    if row.load != "static":
+        return row.load
+    return f"b={row.batch_size}" if short else f"batch {row.batch_size}"
+
+
 def summary(rows: Sequence[Row]) -> list[str]:
     """A few sentences over all rows: the best point of each phase and the pattern.
 
@@ -91,7 +99,7 @@ def summary(rows: Sequence[Row]) -> list[str]:
         best = max(sel, key=lambda r: r.mfu or 0.0)
         bounds = sorted({r.bound or "?" for r in sel})
         line = (f"{phase}: MFU {pct(min(r.mfu or 0 for r in sel))} to {pct(best.mfu)} "
-                f"(best at batch {best.batch_size}), bound: {', '.join(bounds)}")
+                f"(best at {where(best)}), bound: {', '.join(bounds)}")
         mbus = [r.mbu for r in sel if r.mbu is not None]
         if phase == "decode" and mbus:
             line += f"; MBU {pct(min(mbus))} to {pct(max(mbus))}: decode is judged by MBU, not MFU"
@@ -100,9 +108,9 @@ def summary(rows: Sequence[Row]) -> list[str]:
         out.append(line + ".")
     over = [r for r in rows if r.above_peak]
     if over:
-        where = ", ".join(f"{r.phase} b={r.batch_size}" for r in over)
+        places = ", ".join(f"{r.phase} {where(r, short=True)}" for r in over)
         likely = likely_causes(over[0], over[0].above_peak)[0]
-        out.append(f"{len(over)} row(s) are above the peak ({where}): a figure over 100 % is not "
+        out.append(f"{len(over)} row(s) are above the peak ({places}): a figure over 100 % is not "
                    f"a utilisation but a wrong peak, time or count; most likely {likely}.")
     loads = list(dict.fromkeys(r.load for r in rows if r.load != "static"))
     if loads:
@@ -112,9 +120,9 @@ def summary(rows: Sequence[Row]) -> list[str]:
     cannot = [r for r in rows if r.infeasible]
     if cannot:
         kinds = sorted({k for r in cannot for k in r.infeasible})
-        where = ", ".join(f"{r.phase} b={r.batch_size}" for r in cannot)
+        places = ", ".join(f"{r.phase} {where(r, short=True)}" for r in cannot)
         out.append(f"{len(cannot)} row(s) could not have happened as described ({', '.join(kinds)}: "
-                   f"{where}): beyond the context or the memory of the layout, so their figures are "
+                   f"{places}): beyond the context or the memory of the layout, so their figures are "
                    "not utilisations; see their flags.")
     own = (ABOVE_PEAK, *INFEASIBLE, DECODE_WITH_PREFILL)
     flagged = [r for r in rows if any(not f.startswith(own) for f in r.flags)]
