@@ -20,7 +20,13 @@ key                what it is
 ``norms``          every norm vector (layer norms, q/k norms, MLA latent norms, final norm) and
                    gpt-oss attention sinks: parameters, no matmul FLOPs
 ``lm_head``        the unembedding (tied: no parameters of its own, same FLOPs)
+``gdn_*``,         the projections and convolutions of fixed-state layers (gated delta, Mamba2,
+``mamba_*``,       short convolution): see :func:`_state_components`
+``conv_*``
 =================  =============================================================================
+
+Attention projections are summed over the layers that have softmax attention; a hybrid's
+fixed-state layers have their own components instead.
 
 Tensor parallelism (Megatron-style, as vLLM shards): head- and intermediate-sharded matrices are
 split ``tp`` ways; key/value projections hold ``ceil(kv_heads / tp)`` heads per GPU (replicated
@@ -34,7 +40,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
+from mfubench.counting.kinds import split_heads
 from mfubench.errors import MfubenchError
+from mfubench.model.mixers import GatedDeltaNet, Mamba2, StateMixer
 from mfubench.model.quant import WeightKind
 from mfubench.model.spec import DenseMLP, ModelSpec, MoE
 
@@ -71,42 +79,18 @@ class Component:
 @cache
 def components(spec: ModelSpec) -> tuple[Component, ...]:
     """Every weight-bearing component of ``spec`` (attention scores/values are not weights)."""
-    h, a, n_layers = spec.hidden_size, spec.attention, spec.num_layers
-    hq, hkv, d, dv = a.num_heads, a.num_kv_heads, a.head_dim, a.v_head_dim
+    h = spec.hidden_size
+    n_attn = sum(layer.attention is not None for layer in spec.layers)
     out: list[Component] = [
         Component("embed_tokens", "embedding", spec.vocab_size * h, 0, 0, "split"),
     ]
     norm_vectors = sum(layer.num_norms for layer in spec.layers) * h + h  # + final norm
-    if a.is_mla:
-        assert a.kv_lora_rank is not None
-        r_kv, rope, nope = a.kv_lora_rank, a.qk_rope_head_dim, a.head_dim - a.qk_rope_head_dim
-        if a.q_lora_rank:
-            q_a = h * a.q_lora_rank
-            q_b = a.q_lora_rank * hq * d
-            out.append(Component("q_a_proj", "linear", q_a * n_layers, 0, q_a * n_layers, "replicated"))
-            out.append(Component("q_b_proj", "linear", q_b * n_layers, 0, q_b * n_layers, "split"))
-            norm_vectors += a.q_lora_rank * n_layers
-        else:
-            q = h * hq * d
-            out.append(Component("q_proj", "linear", q * n_layers, 0, q * n_layers, "split"))
-        kv_a = h * (r_kv + rope)
-        kv_b = r_kv * hq * (nope + dv)
-        out.append(Component("kv_a_proj", "linear", kv_a * n_layers, 0, kv_a * n_layers, "replicated"))
-        out.append(Component("kv_b_proj", "linear", kv_b * n_layers, 0, kv_b * n_layers, "split"))
-        norm_vectors += r_kv * n_layers
-    else:
-        q, k, v = h * hq * d, h * hkv * d, h * hkv * dv
-        qb, kb, vb = (hq * d, hkv * d, hkv * dv) if a.qkv_bias else (0, 0, 0)
-        out.append(Component("q_proj", "linear", q * n_layers, qb * n_layers, q * n_layers, "split"))
-        out.append(Component("k_proj", "linear", k * n_layers, kb * n_layers, k * n_layers, "kv"))
-        out.append(Component("v_proj", "linear", v * n_layers, vb * n_layers, v * n_layers, "kv"))
-        if a.qk_norm:
-            norm_vectors += 2 * d * n_layers
-    o = hq * dv * h
-    out.append(Component("o_proj", "linear", o * n_layers, (h if a.o_bias else 0) * n_layers,
-                         o * n_layers, "split"))
-    if a.sinks:
-        norm_vectors += hq * n_layers
+    if n_attn:
+        out_attn, attn_vectors = _attention_components(spec, n_attn)
+        out += out_attn
+        norm_vectors += attn_vectors
+    out += _state_components(spec)
+    norm_vectors += sum(_state_vectors(m) for layer in spec.layers for m in layer.state_mixers)
 
     dense = [layer.ffn for layer in spec.layers if isinstance(layer.ffn, DenseMLP)]
     moes = tuple(layer.ffn for layer in spec.layers if isinstance(layer.ffn, MoE))
@@ -132,6 +116,105 @@ def components(spec: ModelSpec) -> tuple[Component, ...]:
     return tuple(out)
 
 
+def _attention_components(spec: ModelSpec, n_attn: int) -> tuple[list[Component], int]:
+    """The projections of the ``n_attn`` softmax-attention layers, and their norm vectors."""
+    h, a = spec.hidden_size, spec.attention
+    hq, hkv, d, dv = a.num_heads, a.num_kv_heads, a.head_dim, a.v_head_dim
+    out: list[Component] = []
+    norm_vectors = 0
+    if a.is_mla:
+        assert a.kv_lora_rank is not None
+        r_kv, rope, nope = a.kv_lora_rank, a.qk_rope_head_dim, a.head_dim - a.qk_rope_head_dim
+        if a.q_lora_rank:
+            q_a = h * a.q_lora_rank
+            q_b = a.q_lora_rank * hq * d
+            out.append(Component("q_a_proj", "linear", q_a * n_attn, 0, q_a * n_attn, "replicated"))
+            out.append(Component("q_b_proj", "linear", q_b * n_attn, 0, q_b * n_attn, "split"))
+            norm_vectors += a.q_lora_rank * n_attn
+        else:
+            q = h * hq * d
+            out.append(Component("q_proj", "linear", q * n_attn, 0, q * n_attn, "split"))
+        kv_a = h * (r_kv + rope)
+        kv_b = r_kv * hq * (nope + dv)
+        out.append(Component("kv_a_proj", "linear", kv_a * n_attn, 0, kv_a * n_attn, "replicated"))
+        out.append(Component("kv_b_proj", "linear", kv_b * n_attn, 0, kv_b * n_attn, "split"))
+        norm_vectors += r_kv * n_attn
+    else:
+        gate = 2 if a.output_gate else 1  # a gated output: q_proj also yields the gate
+        q, k, v = h * hq * d * gate, h * hkv * d, h * hkv * dv
+        qb, kb, vb = (hq * d * gate, hkv * d, hkv * dv) if a.qkv_bias else (0, 0, 0)
+        out.append(Component("q_proj", "linear", q * n_attn, qb * n_attn, q * n_attn, "split"))
+        out.append(Component("k_proj", "linear", k * n_attn, kb * n_attn, k * n_attn, "kv"))
+        out.append(Component("v_proj", "linear", v * n_attn, vb * n_attn, v * n_attn, "kv"))
+        if a.qk_norm:
+            norm_vectors += 2 * d * n_attn
+    o = hq * dv * h
+    out.append(Component("o_proj", "linear", o * n_attn, (h if a.o_bias else 0) * n_attn,
+                         o * n_attn, "split"))
+    if a.sinks:
+        norm_vectors += hq * n_attn
+    return out, norm_vectors
+
+
+def _state_components(spec: ModelSpec) -> list[Component]:
+    """The projections and convolutions of the fixed-state layers, summed by key:
+
+    ==================  ===========================================================  ========
+    key                 weights (per layer)                                          macs
+    ==================  ===========================================================  ========
+    ``gdn_in_proj``     ``hidden (2 Hk dk + 2 Hv dv + 2 Hv)``: q, k, v, the output   = weights
+                        gate z, beta and the decay input a
+    ``gdn_conv``        ``K (2 Hk dk + Hv dv)``: depthwise, over q, k, v             = weights
+    ``gdn_out_proj``    ``Hv dv hidden``                                             = weights
+    ``mamba_in_proj``   ``hidden (2 H P + 2 G N + H)``: z, x, B, C, dt (+ bias)      = weights
+    ``mamba_conv``      ``K (H P + 2 G N)`` (+ bias): depthwise, over x, B, C        = weights
+    ``mamba_out_proj``  ``H P hidden`` (+ bias)                                      = weights
+    ``conv_in_proj``    ``hidden 3 hidden`` (+ bias): B, C, x                        = weights
+    ``short_conv``      ``K hidden``: depthwise, over B * x                          = weights
+    ``conv_out_proj``   ``hidden hidden`` (+ bias)                                   = weights
+    ==================  ===========================================================  ========
+
+    Tensor parallelism splits them by heads (channels), as vLLM does.
+    """
+    h = spec.hidden_size
+    acc: dict[str, list[int]] = {}
+    kinds: dict[str, WeightKind] = {}
+
+    def add(key: str, kind: WeightKind, weights: int, biases: int = 0) -> None:
+        w_b = acc.setdefault(key, [0, 0])
+        w_b[0] += weights
+        w_b[1] += biases
+        kinds[key] = kind
+
+    for layer in spec.layers:
+        for m in layer.state_mixers:
+            if isinstance(m, GatedDeltaNet):
+                add("gdn_in_proj", "linear", h * (2 * m.key_dim + 2 * m.value_dim + 2 * m.num_v_heads))
+                add("gdn_conv", "conv", m.conv_kernel * m.conv_dim)
+                add("gdn_out_proj", "linear", m.value_dim * h)
+            elif isinstance(m, Mamba2):
+                proj = 2 * m.d_inner + 2 * m.n_groups * m.state_size + m.num_heads
+                add("mamba_in_proj", "linear", h * proj, proj if m.proj_bias else 0)
+                add("mamba_conv", "conv", m.conv_kernel * m.conv_dim, m.conv_dim if m.conv_bias else 0)
+                add("mamba_out_proj", "linear", m.d_inner * h, h if m.proj_bias else 0)
+            else:
+                add("conv_in_proj", "linear", h * 3 * h, 3 * h if m.bias else 0)
+                add("short_conv", "conv", m.conv_kernel * h, h if m.bias else 0)
+                add("conv_out_proj", "linear", h * h, h if m.bias else 0)
+    return [Component(key, kinds[key], w, b, w, "split") for key, (w, b) in acc.items()]
+
+
+def _state_vectors(mixer: StateMixer) -> int:
+    """Vector parameters of a fixed-state mixer (booked under ``norms``): GatedDeltaNet's
+    gated-norm weight (``dv``), ``A_log`` and ``dt_bias`` (``Hv`` each); Mamba2's ``A_log``,
+    ``D`` and ``dt_bias`` (``H`` each) and its gated norm (``H P``)."""
+    if isinstance(mixer, GatedDeltaNet):
+        return mixer.head_v_dim + 2 * mixer.num_v_heads
+    if isinstance(mixer, Mamba2):
+        return 3 * mixer.num_heads + (mixer.d_inner if mixer.gated_norm else 0)
+    return 0
+
+
 def kv_heads_per_gpu(spec: ModelSpec, tp: int) -> int:
     """KV heads each GPU holds: ``kv_heads / tp``, or 1 (replicated) when ``tp > kv_heads``."""
     hkv = spec.attention.num_kv_heads
@@ -151,6 +234,10 @@ def check_tp(spec: ModelSpec, tp: int) -> None:
         raise MfubenchError(f"--tp {tp} does not divide the {a.num_kv_heads} KV heads")
     if not a.is_mla and a.num_kv_heads < tp and tp % a.num_kv_heads:
         raise MfubenchError(f"--tp {tp} is not a multiple of the {a.num_kv_heads} KV heads")
+    for mixer in {m for layer in spec.layers for m in layer.state_mixers}:
+        for what, n in split_heads(mixer):
+            if n % tp:
+                raise MfubenchError(f"--tp {tp} does not divide the {n} {what}")
 
 
 def shard_fraction(spec: ModelSpec, sharding: Sharding, tp: int) -> float:

@@ -12,7 +12,14 @@ For ``t`` tokens through the weights, ``p_l`` query-key pairs in layer ``l`` and
     flops["attn_values"] = sum_l 2 * heads * v_head_dim * p_l
     flops["lm_head"]   = 2 * r * hidden * vocab
 
-``p_l`` and ``r`` follow the convention (see :mod:`mfubench.counting.workload`). All figures are
+``p_l`` and ``r`` follow the convention (see :mod:`mfubench.counting.workload`) and the layer's
+kind (:mod:`mfubench.counting.kinds`: full, sliding, chunked or sparse attention; 0 in a
+fixed-state layer). A fixed-state layer adds its state update, the same under every convention
+(it has no query-key pairs)::
+
+    flops["gdn_state"] = 2 * t * 3 * Hv * dk * dv      (gated delta, per layer)
+    flops["ssm_scan"]  = 2 * t * 2 * H * P * N         (Mamba2, per layer)
+ All figures are
 for the whole model (all GPUs); :func:`per_gpu` gives what one GPU computes under TP.
 
 MLA (DeepSeek-V3) decode is counted in the *absorbed* form that serving engines run against the
@@ -28,14 +35,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from mfubench.counting.components import check_tp, components, shard_fraction
+from mfubench.counting.kinds import keys_sum, mixer_prefill_pairs, state_key, state_macs_per_token
 from mfubench.counting.workload import (
     Convention,
     DecodeStep,
     PrefillChunk,
     Request,
-    keys_attended,
     lm_head_rows_prefill,
-    prefill_pairs,
 )
 from mfubench.model.spec import ModelSpec
 
@@ -61,6 +67,12 @@ def breakdown(
             out["lm_head"] = 2 * lm_rows * comp.macs_per_token
         elif comp.macs_per_token:
             out[comp.key] = 2 * tokens * comp.macs_per_token
+    for layer in spec.layers:
+        for mixer in layer.state_mixers:
+            macs = state_macs_per_token(mixer)
+            if macs:
+                key = state_key(mixer)
+                out[key] = out.get(key, 0) + 2 * tokens * macs
     pairs = sum(pairs_per_layer)
     score_dim, value_dim = a.head_dim, a.v_head_dim
     if absorbed and a.kv_lora_rank is not None:
@@ -78,7 +90,11 @@ def total(flops: Mapping[str, float]) -> int:
 def prefill(spec: ModelSpec, chunk: PrefillChunk, convention: Convention = "causal") -> Breakdown:
     """FLOPs of ``chunk.batch`` sequences each prefilling ``chunk.new_tokens`` after
     ``chunk.cached_tokens`` cached ones."""
-    pairs = [prefill_pairs(chunk, layer.window, convention) * chunk.batch for layer in spec.layers]
+    pairs = [
+        mixer_prefill_pairs(layer.attention, chunk, convention) * chunk.batch
+        if layer.attention is not None else 0
+        for layer in spec.layers
+    ]
     rows = lm_head_rows_prefill(chunk, convention) * chunk.batch
     return breakdown(spec, chunk.new_tokens * chunk.batch, pairs, rows)
 
@@ -91,7 +107,8 @@ def decode(spec: ModelSpec, step: DecodeStep, convention: Convention = "causal")
     """
     del convention  # identical by definition; the argument keeps the call sites uniform
     pairs = [
-        sum(n * (min(c + 1, layer.window) if layer.window else c + 1) for c, n in step.groups)
+        sum(n * keys_sum(layer.attention, c + 1, c + 1) for c, n in step.groups)
+        if layer.attention is not None else 0
         for layer in spec.layers
     ]
     return breakdown(spec, step.batch, pairs, step.batch, absorbed=True)
@@ -103,7 +120,8 @@ def decode_span(spec: ModelSpec, batch: int, first_context: int, steps: int) -> 
     if steps <= 0:
         return breakdown(spec, 0, [0] * spec.num_layers, 0)
     pairs = [
-        batch * keys_attended(first_context + 1, first_context + steps, layer.window)
+        batch * keys_sum(layer.attention, first_context + 1, first_context + steps)
+        if layer.attention is not None else 0
         for layer in spec.layers
     ]
     return breakdown(spec, batch * steps, pairs, batch * steps, absorbed=True)

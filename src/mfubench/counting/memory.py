@@ -8,7 +8,9 @@ What a step moves (the numerator of MBU)::
     read  = every weight the step touches, once
           + the embedding rows of its tokens
           + the KV cache each sequence attends, per layer: min(context, window) tokens
-    write = the K and V (MLA: the latent) of every new token, in every layer
+          + a fixed-state layer's state, once per sequence (flat in the context)
+    write = the K and V (MLA: the latent) of every new token, in every attention layer
+          + a fixed-state layer's state, once per sequence
 
 For MoE layers a step touches the *expected number of distinct experts* its ``T`` tokens route
 to, with uniform routing: ``E * (1 - (1 - k/E) ** T)``. Activations are not counted: they are
@@ -20,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mfubench.counting.components import check_tp, components, kv_heads_per_gpu, shard_fraction
-from mfubench.counting.workload import DecodeStep, PrefillChunk, keys_attended
+from mfubench.counting.kinds import keys_kept, keys_sum, state_elements
+from mfubench.counting.workload import DecodeStep, PrefillChunk
 from mfubench.model.quant import DTYPE_BYTES, normalize_dtype
 from mfubench.model.spec import ModelSpec
 
@@ -84,8 +87,13 @@ def kv_bytes_per_token_layer(spec: ModelSpec, kv_dtype: str | None = None, tp: i
 
 
 def kv_bytes_per_token(spec: ModelSpec, kv_dtype: str | None = None, tp: int = 1) -> float:
-    """KV-cache bytes one token adds across all layers, per GPU."""
-    return kv_bytes_per_token_layer(spec, kv_dtype, tp) * spec.num_layers
+    """KV-cache bytes one token adds across all layers with a KV cache, per GPU (a hybrid's
+    fixed-state layers add none: see :func:`state_bytes_per_sequence`)."""
+    return kv_bytes_per_token_layer(spec, kv_dtype, tp) * _kv_layers(spec)
+
+
+def _kv_layers(spec: ModelSpec) -> int:
+    return sum(layer.attention is not None for layer in spec.layers)
 
 
 def kv_dtype_bytes(spec: ModelSpec, kv_dtype: str | None) -> int:
@@ -93,11 +101,23 @@ def kv_dtype_bytes(spec: ModelSpec, kv_dtype: str | None) -> int:
     return DTYPE_BYTES[normalize_dtype(kv_dtype) if kv_dtype else spec.weights.dtype]
 
 
+def state_bytes_per_sequence(spec: ModelSpec, tp: int = 1) -> float:
+    """Bytes of the fixed-size state one sequence keeps in the fixed-state layers, per GPU:
+    ``sum_l state_elements_l * bytes / tp`` (:func:`mfubench.counting.kinds.state_elements`),
+    in the model dtype (vLLM's ``mamba_cache_dtype``/``mamba_ssm_cache_dtype`` default ``auto``),
+    split by heads. The same at every context length; 0 for a model without such layers."""
+    elements = sum(state_elements(m, spec.hidden_size) for layer in spec.layers for m in layer.state_mixers)
+    return float(elements * DTYPE_BYTES[spec.weights.dtype]) / tp if elements else 0.0
+
+
 def kv_cache_bytes(spec: ModelSpec, context: int, kv_dtype: str | None = None, tp: int = 1) -> float:
-    """KV-cache bytes one sequence of ``context`` tokens holds, per GPU (sliding-window layers
-    keep at most ``window`` tokens)."""
+    """Cache bytes one sequence of ``context`` tokens holds, per GPU: the KV of every attention
+    layer (a sliding-window or chunked layer keeps at most ``window``/``chunk`` tokens), plus
+    the fixed-size state of the fixed-state layers (:func:`state_bytes_per_sequence`)."""
     per_layer = kv_bytes_per_token_layer(spec, kv_dtype, tp)
-    return sum(per_layer * (min(context, lyr.window) if lyr.window else context) for lyr in spec.layers)
+    kv = sum(per_layer * keys_kept(lyr.attention, context)
+             for lyr in spec.layers if lyr.attention is not None)
+    return kv + state_bytes_per_sequence(spec, tp)
 
 
 def expected_experts(num_experts: int, top_k: int, tokens: int) -> float:
@@ -144,7 +164,8 @@ def _kv_read(spec: ModelSpec, groups: tuple[tuple[int, int], ...], kv_dtype: str
     ``groups`` (window-capped per layer); the cost is per distinct length, not per sequence."""
     per_layer = kv_bytes_per_token_layer(spec, kv_dtype, tp)
     return sum(
-        per_layer * n * sum(min(c, lyr.window) if lyr.window else c for lyr in spec.layers)
+        per_layer * n * sum(keys_sum(lyr.attention, c, c) for lyr in spec.layers
+                            if lyr.attention is not None)
         for c, n in groups
     )
 
@@ -155,7 +176,18 @@ def decode_bytes(spec: ModelSpec, step: DecodeStep, kv_dtype: str | None = None,
     read = _weights_touched(spec, step.batch, tp)
     read["kv_cache"] = _kv_read(spec, tuple((c + 1, n) for c, n in step.groups), kv_dtype, tp)
     write = {"kv_cache": kv_bytes_per_token(spec, kv_dtype, tp) * step.batch}
+    _add_state(spec, read, write, step.batch, step.batch, tp)
     return StepBytes(read, write)
+
+
+def _add_state(spec: ModelSpec, read: dict[str, float], write: dict[str, float],
+               reads: int, writes: int, tp: int) -> None:
+    """Book ``reads`` and ``writes`` passes over one sequence's fixed state (key ``state``),
+    for a model that has fixed-state layers."""
+    state = state_bytes_per_sequence(spec, tp)
+    if state:
+        read["state"] = state * reads
+        write["state"] = state * writes
 
 
 def decode_span_bytes(
@@ -170,9 +202,11 @@ def decode_span_bytes(
     read = {k: v * steps for k, v in _weights_touched(spec, batch, tp).items()}
     per_layer = kv_bytes_per_token_layer(spec, kv_dtype, tp)
     read["kv_cache"] = batch * per_layer * sum(
-        keys_attended(first_context + 1, first_context + steps, layer.window) for layer in spec.layers
+        keys_sum(layer.attention, first_context + 1, first_context + steps)
+        for layer in spec.layers if layer.attention is not None
     )
     write = {"kv_cache": kv_bytes_per_token(spec, kv_dtype, tp) * batch * steps}
+    _add_state(spec, read, write, batch * steps, batch * steps, tp)
     return StepBytes(read, write)
 
 
@@ -182,7 +216,19 @@ def prefill_bytes(spec: ModelSpec, chunk: PrefillChunk, kv_dtype: str | None = N
     tokens = chunk.new_tokens * chunk.batch
     read = _weights_touched(spec, tokens, tp)
     context = chunk.cached_tokens + chunk.new_tokens
-    read["kv_cache"] = _kv_read(spec, ((context, chunk.batch),), kv_dtype, tp)
+    read["kv_cache"] = _kv_read_kept(spec, context, chunk.batch, kv_dtype, tp)
     write = {"kv_cache": kv_bytes_per_token(spec, kv_dtype, tp) * tokens}
+    # a fixed state is read where the chunk continues a sequence, and written once at its end
+    _add_state(spec, read, write, chunk.batch if chunk.cached_tokens else 0, chunk.batch, tp)
+    if "state" in read and not read["state"]:
+        del read["state"]
     return StepBytes(read, write)
+
+
+def _kv_read_kept(spec: ModelSpec, context: int, sequences: int, kv_dtype: str | None, tp: int) -> float:
+    """KV bytes read when ``sequences`` sequences read their whole kept cache of ``context``
+    tokens once (a prefill chunk), per layer ``keys_kept(context)``."""
+    per_layer = kv_bytes_per_token_layer(spec, kv_dtype, tp)
+    return per_layer * sequences * sum(keys_kept(lyr.attention, context) for lyr in spec.layers
+                                       if lyr.attention is not None)
 

@@ -11,6 +11,9 @@ names the file and the field in its error. Families and what each contributes:
   full ones, four norms per layer, tied embeddings.
 - ``deepseek_v3``: MLA, MoE with shared experts, the first ``first_k_dense_replace`` layers dense.
 - ``gpt_oss``: alternating sliding-window layers, attention sinks, biased MoE, MXFP4 experts.
+- ``qwen3_next``: ``layer_types`` (else every ``full_attention_interval``-th layer) full
+  attention with a gated output and q/k norms, the others gated-delta linear attention; MoE with
+  a gated shared expert, as Qwen2-MoE.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from mfubench.errors import ConfigError
+from mfubench.model.mixers import GatedDeltaNet, Mixer, SelfAttention
 from mfubench.model.quant import from_hf_quantization, normalize_dtype
 from mfubench.model.spec import Attention, DenseMLP, Layer, ModelSpec, MoE
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
     "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe",
     "gemma2", "gemma3", "gemma3_text", "deepseek_v3", "gpt_oss",
+    "qwen3_next",
 )
 
 
@@ -130,10 +135,10 @@ def parse_config(config: Mapping[str, Any], name: str = "config.json") -> ModelS
                           "far beyond any real model")
     vocab = cfg.get_int("vocab_size")
     attention = _attention(cfg, model_type, hidden)
-    windows = _windows(cfg, model_type, num_layers)
+    mixers = _mixers(cfg, model_type, num_layers)
     ffns = _ffns(cfg, model_type, num_layers)
     norms = 4 if model_type in ("gemma2", "gemma3_text") else 2
-    layers = tuple(Layer(ffn=f, window=w, num_norms=norms) for f, w in zip(ffns, windows, strict=True))
+    layers = tuple(Layer(ffn=f, mixers=m, num_norms=norms) for f, m in zip(ffns, mixers, strict=True))
     dtype_name = config.get("torch_dtype") or config.get("dtype") or "bfloat16"
     try:
         dtype = normalize_dtype(str(dtype_name))
@@ -200,8 +205,50 @@ def _attention(cfg: _Reader, model_type: str, hidden: int) -> Attention:
             v_head_dim=head_dim,
             qkv_bias=qkv_bias,
             o_bias=o_bias,
-            qk_norm=model_type in ("qwen3", "qwen3_moe", "gemma3_text"),
+            qk_norm=model_type in ("qwen3", "qwen3_moe", "gemma3_text", "qwen3_next"),
             sinks=model_type == "gpt_oss",
+            output_gate=model_type == "qwen3_next",
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.where}: {exc}") from None
+
+
+def _mixers(cfg: _Reader, model_type: str, num_layers: int) -> list[tuple[Mixer, ...]]:
+    """The token mixers of every layer: softmax attention with its window, or the layer kinds
+    a hybrid's ``layer_types`` name."""
+    if model_type == "qwen3_next":
+        kinds = _layer_types(cfg, num_layers, ("linear_attention", "full_attention"),
+                             interval_key="full_attention_interval")
+        delta = _gated_delta(cfg)
+        return [(delta,) if k == "linear_attention" else (SelfAttention(),) for k in kinds]
+    return [(SelfAttention(w),) for w in _windows(cfg, model_type, num_layers)]
+
+
+def _layer_types(cfg: _Reader, num_layers: int, allowed: tuple[str, ...], *,
+                 interval_key: str) -> list[str]:
+    """Each layer's kind from ``layer_types``, else (as HF derives it) every
+    ``interval_key``-th layer ``allowed[1]`` and the others ``allowed[0]``."""
+    listed = cfg.get_list("layer_types")
+    if listed is None:
+        interval = cfg.get_int(interval_key, 4)
+        return [allowed[1] if (i + 1) % interval == 0 else allowed[0] for i in range(num_layers)]
+    if len(listed) != num_layers:
+        raise ConfigError(f"{cfg.where}: 'layer_types' has {len(listed)} entries for {num_layers} layers")
+    for i, kind in enumerate(listed):
+        if kind not in allowed:
+            raise ConfigError(f"{cfg.where}: layer_types[{i}] is {kind!r}; expected one of "
+                              + ", ".join(allowed))
+    return [str(k) for k in listed]
+
+
+def _gated_delta(cfg: _Reader) -> GatedDeltaNet:
+    try:
+        return GatedDeltaNet(
+            num_k_heads=cfg.get_int("linear_num_key_heads"),
+            num_v_heads=cfg.get_int("linear_num_value_heads"),
+            head_k_dim=cfg.get_int("linear_key_head_dim"),
+            head_v_dim=cfg.get_int("linear_value_head_dim"),
+            conv_kernel=cfg.get_int("linear_conv_kernel_dim"),
         )
     except ValueError as exc:
         raise ConfigError(f"{cfg.where}: {exc}") from None
@@ -250,14 +297,15 @@ def _ffns(cfg: _Reader, model_type: str, num_layers: int) -> list[DenseMLP | MoE
                 expert_intermediate_size=cfg.get_int("intermediate_size"),
             )
             return [moe] * num_layers
-        if model_type in ("qwen2_moe", "qwen3_moe"):
+        if model_type in ("qwen2_moe", "qwen3_moe", "qwen3_next"):
             shared = cfg.get_int("shared_expert_intermediate_size", 0, minimum=0)
+            gated_shared = model_type in ("qwen2_moe", "qwen3_next")
             moe = MoE(
                 num_experts=_first_int(cfg, "num_experts", "num_local_experts"),
                 top_k=cfg.get_int("num_experts_per_tok"),
                 expert_intermediate_size=cfg.get_int("moe_intermediate_size"),
-                shared_intermediate_size=shared if model_type == "qwen2_moe" else 0,
-                shared_expert_gate=model_type == "qwen2_moe" and shared > 0,
+                shared_intermediate_size=shared if gated_shared else 0,
+                shared_expert_gate=gated_shared and shared > 0,
             )
             dense = DenseMLP(cfg.get_int("intermediate_size"))
             step = cfg.get_int("decoder_sparse_step", 1)

@@ -16,7 +16,9 @@ scheme       storage                                    bytes per parameter
 
 Which weights a scheme covers: ``fp8``/``int8``/``int4`` quantize the linear layers of the
 decoder (attention projections, MLPs and experts); ``mxfp4`` (gpt-oss) only the routed experts.
-Embeddings, the LM head, norms and routers stay in the model's dtype.
+Embeddings, the LM head, norms, routers and the depthwise convolutions of fixed-state layers
+(``conv``: a few thousand weights per layer, left unquantized by the FP8 checkpoints) stay in
+the model's dtype.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ DTYPE_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8"
 WEIGHT_FORMAT_NAMES = ("bf16", "fp16", "fp32", "fp8", "int8", "int4", "mxfp4")
 
 Scheme = Literal["fp8", "int8", "int4", "mxfp4"]
-WeightKind = Literal["linear", "expert", "embedding", "lm_head", "norm", "router"]
+WeightKind = Literal["linear", "expert", "embedding", "lm_head", "norm", "router", "conv"]
 
 
 def normalize_dtype(name: str) -> str:

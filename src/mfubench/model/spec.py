@@ -14,7 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mfubench.model.mixers import (
+    ATTENTION_KINDS,
+    STATE_KINDS,
+    AttentionMixer,
+    Mixer,
+    SelfAttention,
+    StateMixer,
+)
 from mfubench.model.quant import WeightFormat
+
+__all__ = ["Attention", "DenseMLP", "Layer", "ModelSpec", "MoE", "SelfAttention"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,8 @@ class Attention:
         qkv_bias / o_bias: whether the projections carry a bias vector.
         qk_norm: a per-head RMSNorm on queries and keys (Qwen3, Gemma 3): ``2 * head_dim`` weights.
         sinks: one learned sink logit per query head (gpt-oss).
+        output_gate: a sigmoid gate per query-head output (Qwen3-Next, Qwen3.5): ``q_proj``
+            also yields the gate, ``num_heads * head_dim`` more outputs.
         q_lora_rank / kv_lora_rank / qk_rope_head_dim: Multi-head Latent Attention (DeepSeek-V3).
             ``kv_lora_rank`` set means MLA: keys and values are stored as one latent vector of
             ``kv_lora_rank + qk_rope_head_dim`` per token and layer.
@@ -42,6 +54,7 @@ class Attention:
     o_bias: bool = False
     qk_norm: bool = False
     sinks: bool = False
+    output_gate: bool = False
     q_lora_rank: int | None = None
     kv_lora_rank: int | None = None
     qk_rope_head_dim: int = 0
@@ -107,15 +120,35 @@ class MoE:
 
 @dataclass(frozen=True)
 class Layer:
-    """One decoder layer: its attention window, its feed-forward block and its norms.
+    """One decoder layer: its token mixers, its feed-forward block and its norms.
 
-    ``window`` is None for full attention, else the number of keys each query attends.
-    ``num_norms`` counts the hidden-size norm vectors (2 for Llama, 4 for Gemma 2/3).
+    ``mixers`` are the layer's token mixers (:mod:`mfubench.model.mixers`), in the order the
+    layer runs them: one :class:`~mfubench.model.mixers.SelfAttention` for a plain transformer
+    layer, a fixed-state kind for a linear-attention or SSM layer, several where a layer runs
+    them in parallel (Falcon-H1), none for a feed-forward-only layer (Nemotron-H). ``ffn`` is
+    None for a mixer-only layer. ``num_norms`` counts the hidden-size norm vectors (2 for Llama,
+    4 for Gemma 2/3).
     """
 
-    ffn: DenseMLP | MoE
-    window: int | None = None
+    ffn: DenseMLP | MoE | None
+    mixers: tuple[Mixer, ...] = (SelfAttention(),)
     num_norms: int = 2
+
+    @property
+    def attention(self) -> AttentionMixer | None:
+        """The layer's softmax attention over a KV cache (None for fixed-state layers)."""
+        return next((m for m in self.mixers if isinstance(m, ATTENTION_KINDS)), None)
+
+    @property
+    def state_mixers(self) -> tuple[StateMixer, ...]:
+        """The layer's fixed-state mixers (gated delta, Mamba2, short convolution)."""
+        return tuple(m for m in self.mixers if isinstance(m, STATE_KINDS))
+
+    @property
+    def window(self) -> int | None:
+        """The sliding window of the layer's attention; None for full (or no) attention."""
+        attn = self.attention
+        return attn.window if isinstance(attn, SelfAttention) else None
 
 
 @dataclass(frozen=True)

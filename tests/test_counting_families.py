@@ -1,0 +1,140 @@
+"""Golden tests of the families with new layer kinds: mfubench's counts against PyTorch itself.
+
+As in ``test_counting_oracle.py``: a small random model of each family is built with
+``transformers`` from the family's config shape (every structural switch kept on, sizes shrunk
+and made unequal, so that a swapped dimension shows); ``sum(p.numel())`` must equal
+``params_total`` and ``FlopCounterMode`` on a prefill and on a cached decode step must equal
+mfubench's FLOPs exactly (``palm`` with logits everywhere, ``vllm`` with the last row only).
+
+Where the reference implementation computes more than the model needs, or computes it where
+``FlopCounterMode`` cannot see it, its kernels are replaced by the instrumented ones of
+:mod:`family_oracles` (the recurrent gated delta rule and an exact causal convolution as
+matmuls); each test first checks that the instrumented model gives the reference's logits.
+What each oracle counts, and why, is in docs/counting.md ("How the hybrids are checked").
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+import family_oracles as fo  # noqa: E402
+from mfubench.counting import flops, memory  # noqa: E402
+from mfubench.counting.workload import DecodeStep, PrefillChunk  # noqa: E402
+from mfubench.model.hf_config import parse_config  # noqa: E402
+from mfubench.model.spec import ModelSpec  # noqa: E402
+from test_counting_oracle import counted  # noqa: E402
+
+COMMON: dict[str, Any] = dict(vocab_size=512, max_position_embeddings=256, torch_dtype="float32")
+
+FAMILIES: dict[str, dict[str, Any]] = {
+    # 3 gated-delta layers and a gated full-attention one; layer 1 dense, the others MoE
+    "qwen3_next": dict(model_type="qwen3_next", hidden_size=64, num_hidden_layers=4,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                       intermediate_size=96, moe_intermediate_size=24,
+                       shared_expert_intermediate_size=40, num_experts=6, num_experts_per_tok=2,
+                       decoder_sparse_step=1, mlp_only_layers=[1], linear_num_key_heads=2,
+                       linear_num_value_heads=4, linear_key_head_dim=8, linear_value_head_dim=12,
+                       linear_conv_kernel_dim=4, full_attention_interval=4),
+}
+
+#: Kernels replaced by their instrumented forms, per family: module -> {name: replacement}.
+INSTRUMENTED: dict[str, dict[str, dict[str, Any]]] = {
+    "qwen3_next": {"transformers.models.qwen3_next.modeling_qwen3_next": {
+        "torch_chunk_gated_delta_rule": fo.gated_delta_rule,
+        "torch_recurrent_gated_delta_rule": fo.gated_delta_rule,
+        "causal_conv1d_fn": fo.causal_conv1d_fn,
+        "causal_conv1d_update": fo.causal_conv1d_update,
+    }},
+}
+
+
+def build(family: str) -> tuple[Any, dict[str, Any]]:
+    raw = {**COMMON, **FAMILIES[family]}
+    model_type = raw.pop("model_type")
+    config = transformers.AutoConfig.for_model(model_type, **raw)
+    config._experts_implementation = "eager"  # one matmul per token-expert pair, as served
+    config._attn_implementation = "eager"  # matmuls FlopCounterMode sees
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    model.eval()
+    return model, config.to_dict()
+
+
+@pytest.fixture
+def instrumented(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    family = request.node.callspec.params["family"]
+    for module_name, names in INSTRUMENTED.get(family, {}).items():
+        module = importlib.import_module(module_name)
+        for name, replacement in names.items():
+            assert hasattr(module, name), (module_name, name)
+            monkeypatch.setattr(module, name, replacement)
+    yield
+
+
+_BUILT: dict[str, tuple[Any, ModelSpec]] = {}
+
+
+def model_and_spec(family: str) -> tuple[Any, ModelSpec]:
+    if family not in _BUILT:
+        model, config = build(family)
+        _BUILT[family] = (model, parse_config(config, family))
+    return _BUILT[family]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_params_match_numel(family: str) -> None:
+    model, spec = model_and_spec(family)
+    assert memory.params_total(spec) == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("family", sorted(INSTRUMENTED))
+def test_instrumented_kernels_give_the_reference_outputs(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, _ = model_and_spec(family)
+    ids = torch.randint(0, 512, (2, 11))
+    nxt = torch.randint(0, 512, (2, 1))
+
+    def run() -> tuple[Any, Any]:
+        with torch.no_grad():
+            out = model(input_ids=ids, use_cache=True)
+            step = model(input_ids=nxt, past_key_values=out.past_key_values, use_cache=True)
+        return out.logits, step.logits
+
+    reference = run()
+    for module_name, names in INSTRUMENTED[family].items():
+        module = importlib.import_module(module_name)
+        for name, replacement in names.items():
+            monkeypatch.setattr(module, name, replacement)
+    ours = run()
+    for a, b in zip(reference, ours, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("logits_to_keep, convention", [(0, "palm"), (1, "vllm")])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_prefill_flops_match_flop_counter(family: str, logits_to_keep: int, convention: str,
+                                          instrumented: None) -> None:
+    model, spec = model_and_spec(family)
+    n, batch = 20, 2
+    ids = torch.randint(0, 512, (batch, n))
+    oracle, _ = counted(lambda: model(input_ids=ids, logits_to_keep=logits_to_keep))
+    ours = flops.total(flops.prefill(spec, PrefillChunk(n, 0, batch), convention))  # type: ignore[arg-type]
+    assert ours == oracle
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_decode_step_matches_flop_counter(family: str, instrumented: None) -> None:
+    model, spec = model_and_spec(family)
+    n, batch = 17, 3
+    ids = torch.randint(0, 512, (batch, n))
+    with torch.no_grad():
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+    nxt = torch.randint(0, 512, (batch, 1))
+    oracle, _ = counted(lambda: model(input_ids=nxt, past_key_values=out.past_key_values, use_cache=True))
+    assert flops.total(flops.decode(spec, DecodeStep.uniform(batch, n))) == oracle
