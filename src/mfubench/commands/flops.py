@@ -82,6 +82,8 @@ def render(r: dict[str, Any]) -> None:
         f"parameters {si(r['params_total'], '', 4)} total, {si(r['params_active'], '', 4)} active; "
         f"weights {si(r['weight_bytes'], 'B', 4)} per GPU; KV {si(r['kv_bytes_per_token'], 'B', 4)} "
         "per token per GPU"
+        + (f"; fixed state {si(r['state_bytes_per_sequence'], 'B', 4)} per sequence per GPU"
+           if r.get("state_bytes_per_sequence") else "")
     )
     t = Table(title=f"FLOPs by component ({r['flops_unit']}; convention {r['convention']})")
     t.add_column("component")

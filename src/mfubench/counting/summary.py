@@ -1,7 +1,9 @@
 """One call that counts everything ``mfubench flops`` reports, as a JSON-ready mapping.
 
 Names are part of the interface (scripts depend on them): ``params_total``, ``params_active``,
-``weight_bytes`` (per GPU), ``kv_bytes_per_token`` (per GPU, all layers), ``prefill.flops``
+``weight_bytes`` (per GPU), ``kv_bytes_per_token`` (per GPU, all attention layers),
+``state_bytes_per_sequence`` (per GPU: the fixed state of linear-attention/SSM layers, 0 without),
+``prefill.flops``
 (``batch`` sequences of ``input_tokens``), ``decode.flops`` and ``decode.bytes`` (one step of
 ``batch`` sequences each adding a token to a cache of ``context`` tokens), ``request.flops``
 (``batch`` whole requests of ``input_tokens`` in and ``output_tokens`` out), ``convention``.
@@ -66,6 +68,7 @@ def count(spec: ModelSpec, q: CountQuery) -> dict[str, Any]:
         "weight_bytes_total": sum(memory.weight_bytes(spec, 1).values()),
         "weight_bytes_breakdown": weights,
         "kv_bytes_per_token": memory.kv_bytes_per_token(spec, q.kv_dtype, q.tp),
+        "state_bytes_per_sequence": memory.state_bytes_per_sequence(spec, q.tp),
         "prefill": _phase(spec, pre, q.tp, pre_bytes),
         "decode": _phase(spec, dec, q.tp, dec_bytes),
         "request": {"flops": flops.total(req), "flops_breakdown": req},

@@ -5,7 +5,10 @@ Resolution order for ``load_model(name)``:
 1. ``name`` is an existing path: a ``config.json`` file (any name) or a folder holding one.
 2. ``name`` is a bundled id or one of its aliases (exact, case-insensitive): the copy shipped in
    ``mfubench/model/configs/`` (listed in its ``index.json`` with the source of each file).
-3. Otherwise ``huggingface_hub`` fetches ``config.json`` alone (online, when installed).
+3. ``name`` is a bundled variant (exact, case-insensitive; ``configs/variants/index.json``): a
+   repo that ships a bundled architecture with other weights, such as an ``-FP8`` release. It
+   reads as its base config with the variant's own ``quantization_config`` (null: none).
+4. Otherwise ``huggingface_hub`` fetches ``config.json`` alone (online, when installed).
 
 When nothing works the error names the closest bundled ids.
 """
@@ -80,6 +83,46 @@ def find_bundled(name: str) -> BundledModel | None:
     return _bundled_by_name().get(name.strip().lower())
 
 
+@dataclass(frozen=True)
+class BundledVariant:
+    """A repo with a bundled architecture and its own weight storage (``-FP8``, ...).
+
+    Attributes:
+        id: the repo id users type.
+        base: the bundled id (or alias) whose config it shares.
+        quantization_config: the variant's ``quantization_config`` (None: plain dtype weights).
+        source: where the quantization comes from.
+    """
+
+    id: str
+    base: str
+    quantization_config: dict[str, Any] | None
+    source: str
+
+
+@cache
+def bundled_variants() -> tuple[BundledVariant, ...]:
+    """The bundled variants (``configs/variants/index.json``); each base must be bundled."""
+    text = resources.files("mfubench.model").joinpath("configs/variants/index.json").read_text("utf-8")
+    out = []
+    for entry in json.loads(text):
+        variant = BundledVariant(
+            id=entry["id"], base=entry["base"],
+            quantization_config=entry.get("quantization_config"), source=entry["source"],
+        )
+        if find_bundled(variant.base) is None:
+            raise ConfigError(f"configs/variants/index.json: {variant.id!r} names base "
+                              f"{variant.base!r}, which is not bundled")
+        out.append(variant)
+    return tuple(out)
+
+
+def find_variant(name: str) -> BundledVariant | None:
+    """The bundled variant of that id (exact, case-insensitive), or None."""
+    key = name.strip().lower()
+    return next((v for v in bundled_variants() if v.id.lower() == key), None)
+
+
 def read_bundled_config(model: BundledModel) -> dict[str, Any]:
     text = resources.files("mfubench.model").joinpath(f"configs/{model.file}").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
@@ -114,11 +157,20 @@ def load_config(name: str) -> tuple[dict[str, Any], str]:
     bundled = find_bundled(name)
     if bundled is not None:
         return read_bundled_config(bundled), bundled.id
+    variant = find_variant(name)
+    if variant is not None:
+        base = find_bundled(variant.base)
+        assert base is not None  # checked when the variants are read
+        config = read_bundled_config(base)
+        config.pop("quantization_config", None)
+        if variant.quantization_config is not None:
+            config["quantization_config"] = variant.quantization_config
+        return config, variant.id
     return _fetch_from_hub(name), name
 
 
 def _fetch_from_hub(name: str) -> dict[str, Any]:
-    suggestions = closest(name, [m.id for m in bundled_models()])
+    suggestions = closest(name, [m.id for m in bundled_models()] + [v.id for v in bundled_variants()])
     hint = f"; bundled ids close to it: {', '.join(suggestions)}" if suggestions else ""
     if "/" not in name or name.startswith((".", "/", "~")):
         raise UnknownModelError(

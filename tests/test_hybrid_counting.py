@@ -1,0 +1,139 @@
+"""Counting of hybrids and the new layer kinds at real sizes: bundled configs and their variants,
+fixed-state decode bytes flat in the context, chunked and sparse key counts in closed form,
+TP checks, and ``mfubench flops``/``roofline`` on every new bundled config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mfubench.cli import main
+from mfubench.counting import flops, memory
+from mfubench.counting.kinds import chunk_keys_attended, state_elements
+from mfubench.counting.workload import DecodeStep, PrefillChunk
+from mfubench.errors import MfubenchError, UnknownModelError
+from mfubench.model.mixers import GatedDeltaNet, SelfAttention
+from mfubench.model.registry import bundled_variants, find_bundled, load_model
+
+#: Bundled configs of the families with new layer kinds (each must run through the CLI).
+NEW_BUNDLED = ["Qwen/Qwen3-Next-80B-A3B-Thinking"]
+
+
+def test_qwen3_next_layer_kinds_and_exact_total() -> None:
+    spec = load_model("Qwen/Qwen3-Next-80B-A3B-Instruct")
+    kinds = [type(m).__name__ for layer in spec.layers for m in layer.mixers]
+    assert kinds == (["GatedDeltaNet"] * 3 + ["SelfAttention"]) * 12
+    assert spec.attention.output_gate and spec.attention.head_dim == 256
+    # the HF safetensors total of the architecture (quoted in index.json's params_source)
+    assert memory.params_total(spec) == 79_674_391_296
+
+
+def test_variants_resolve_offline_to_the_base_architecture_with_their_own_weights(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for variant in bundled_variants():
+        base = load_model(variant.base)
+        spec = load_model(variant.id)
+        assert spec.layers == base.layers and spec.attention == base.attention, variant.id
+        assert spec.name == variant.id
+        expected = "fp8-block" if variant.quantization_config else base.weights.dtype
+        assert spec.weights.name == expected, variant.id
+    fp8 = load_model("qwen/qwen3-next-80b-a3b-instruct-fp8")  # case-insensitive, exact
+    bf16 = load_model("Qwen/Qwen3-Next-80B-A3B-Instruct")
+    assert sum(memory.weight_bytes(fp8).values()) < 0.55 * sum(memory.weight_bytes(bf16).values())
+    with pytest.raises(UnknownModelError, match="Qwen3-Next-80B-A3B-Instruct-FP8"):
+        load_model("Qwen/Qwen3-Next-80B-A3B-Instruct-FP9")
+
+
+def test_variant_ids_are_unique_and_not_bundled_ids() -> None:
+    ids = [v.id.lower() for v in bundled_variants()]
+    assert len(ids) == len(set(ids))
+    assert all(find_bundled(v.id) is None for v in bundled_variants())
+    assert all(v.source.strip() for v in bundled_variants())
+
+
+def test_hybrid_decode_bytes_of_fixed_state_layers_do_not_grow_with_context() -> None:
+    spec = load_model("Qwen/Qwen3-Next-80B-A3B-Instruct")
+    short = memory.decode_bytes(spec, DecodeStep.uniform(4, 1_000))
+    long = memory.decode_bytes(spec, DecodeStep.uniform(4, 100_000))
+    state = memory.state_bytes_per_sequence(spec)
+    assert short.read["state"] == long.read["state"] == short.write["state"] == 4 * state
+    # only the 12 attention layers' KV grows: 2 KV heads x (256 + 256) x 2 bytes per token
+    per_token = 12 * 2 * 512 * 2
+    assert long.read["kv_cache"] - short.read["kv_cache"] == 4 * per_token * 99_000
+    assert memory.kv_bytes_per_token(spec) == per_token
+    # the state: per gated-delta layer 32 value heads of 128 x 128, conv state 3 x 8192, bf16
+    assert state == 36 * (32 * 128 * 128 + 3 * (2 * 16 * 128 + 32 * 128)) * 2
+    gdn = spec.layers[0].mixers[0]
+    assert isinstance(gdn, GatedDeltaNet) and state_elements(gdn, spec.hidden_size) * 36 * 2 == state
+    # the cache of a sequence (the capacity's denominator): KV of 12 layers plus the state
+    assert memory.kv_cache_bytes(spec, 8192) == per_token * 8192 + state
+    # the state-update FLOPs are linear in the tokens: the same per token at any context
+    a = flops.decode(spec, DecodeStep.uniform(1, 1_000))
+    b = flops.decode(spec, DecodeStep.uniform(1, 100_000))
+    assert a["gdn_state"] == b["gdn_state"] == 2 * 36 * 3 * 32 * 128 * 128
+    assert b["attn_scores"] > a["attn_scores"]
+
+
+def test_decode_span_and_prefill_bytes_book_the_state_once_per_sequence_and_step() -> None:
+    spec = load_model("Qwen/Qwen3-Next-80B-A3B-Instruct")
+    state = memory.state_bytes_per_sequence(spec, tp=2)
+    span = memory.decode_span_bytes(spec, 3, 500, 7, tp=2)
+    assert span.read["state"] == span.write["state"] == 3 * 7 * state
+    steps = [memory.decode_bytes(spec, DecodeStep.uniform(3, 500 + k), tp=2) for k in range(7)]
+    assert span.total == pytest.approx(sum(s.total for s in steps))
+    fresh = memory.prefill_bytes(spec, PrefillChunk(1000, 0, 3), tp=2)
+    assert "state" not in fresh.read and fresh.write["state"] == 3 * state
+    cont = memory.prefill_bytes(spec, PrefillChunk(1000, 500, 3), tp=2)
+    assert cont.read["state"] == 3 * state
+
+
+def test_tp_must_divide_the_linear_attention_heads() -> None:
+    spec = load_model("Qwen/Qwen3-Next-80B-A3B-Instruct")  # 16 key, 32 value heads; 2 KV heads
+    assert memory.state_bytes_per_sequence(spec, 2) * 2 == memory.state_bytes_per_sequence(spec)
+    per = flops.per_gpu(spec, flops.decode(spec, DecodeStep.uniform(1, 10)), 2)
+    assert per["gdn_state"] * 2 == flops.decode(spec, DecodeStep.uniform(1, 10))["gdn_state"]
+    with pytest.raises(MfubenchError, match="does not divide"):
+        memory.weight_bytes(spec, 3)
+
+
+def test_conventions_differ_only_in_attention_and_lm_head_for_hybrids() -> None:
+    spec = load_model("Qwen/Qwen3-Next-80B-A3B-Instruct")
+    chunk = PrefillChunk(300, 0, 2)
+    causal, palm = flops.prefill(spec, chunk, "causal"), flops.prefill(spec, chunk, "palm")
+    for key in causal:
+        if key not in ("attn_scores", "attn_values", "lm_head"):
+            assert causal[key] == palm[key], key
+    # the pairs are those of the 12 attention layers only
+    a = spec.attention
+    assert palm["attn_scores"] == 2 * a.num_heads * a.head_dim * 300 * 300 * 2 * 12
+
+
+@pytest.mark.parametrize("first,last,chunk", [(1, 10, 4), (1, 4, 4), (3, 17, 5), (9, 9, 8), (6, 5, 3),
+                                              (1, 1000, 8192), (7000, 9000, 8192)])
+def test_chunk_keys_closed_form(first: int, last: int, chunk: int) -> None:
+    assert chunk_keys_attended(first, last, chunk) == sum((t - 1) % chunk + 1 for t in range(first, last + 1))
+
+
+def test_layer_window_property_is_the_attention_window() -> None:
+    oss = load_model("openai/gpt-oss-20b")
+    assert oss.layers[0].mixers == (SelfAttention(128),) and oss.layers[0].window == 128
+    qn = load_model("Qwen/Qwen3-Next-80B-A3B-Instruct")
+    assert qn.layers[0].attention is None and qn.layers[0].window is None
+
+
+@pytest.mark.parametrize("model_id", NEW_BUNDLED)
+def test_flops_and_roofline_cli_on_each_new_bundled_config(model_id: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["flops", model_id, "-i", "2048", "-b", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params_total"] == memory.params_total(load_model(model_id))
+    assert out["decode"]["flops"] > 0 and out["prefill"]["flops"] > out["decode"]["flops"]
+    assert main(["roofline", model_id, "--hardware", "8xH100-SXM", "-b", "1,32", "-i", "1024",
+                 "-o", "128", "--json"]) == 0
+    roof = json.loads(capsys.readouterr().out)
+    # decode at batch 1 streams the weights: never compute-bound
+    assert all(p["decode"]["bound"] != "compute" for p in roof["points"] if p["batch_size"] == 1)
+    assert all(p["decode"]["roofline_s"] > 0 for p in roof["points"])
+    assert main(["flops", model_id, "-i", "512"]) == 0
+    assert model_id in capsys.readouterr().out
