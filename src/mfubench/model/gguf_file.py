@@ -245,7 +245,14 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFFile:
         raise InputFileError(f"{where}: cannot read: {exc.strerror or exc}") from None
 
 
-def _parse(buf: mmap.mmap, where: str, size: int) -> GGUFFile:
+def read_gguf_bytes(data: bytes, where: str = "<bytes>") -> GGUFFile:
+    """:func:`read_gguf` of a file's bytes held in memory (``where`` names it in errors)."""
+    if len(data) < 4:
+        raise InputFileError(f"{where}: header: truncated: {len(data)} bytes, not a GGUF file")
+    return _parse(data, where, len(data))
+
+
+def _parse(buf: mmap.mmap | bytes, where: str, size: int) -> GGUFFile:
     cur = _Cursor(buf, where)
     cur.need(4, "header: magic")
     magic = bytes(buf[0:4])
