@@ -81,3 +81,60 @@ def causal_conv1d_update(hidden_states: torch.Tensor, conv_state: torch.Tensor, 
     conv_state.copy_(joined[:, :, -conv_state.shape[-1]:])
     out = _depthwise(joined[:, :, -(kernel + length - 1):].unfold(-1, kernel, 1), weight, bias, activation)
     return out.to(hidden_states.dtype)
+
+
+def _ssm_dt(dt: torch.Tensor, dt_bias: torch.Tensor | None, dt_softplus: bool,
+            dt_limit: tuple[float, float] = (0.0, float("inf"))) -> torch.Tensor:
+    if dt_bias is not None:
+        dt = dt + dt_bias.to(dt.dtype)
+    if dt_softplus:
+        dt = F.softplus(dt)
+    return torch.clamp(dt, min=dt_limit[0], max=dt_limit[1])
+
+
+def mamba2_scan(hidden_states: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                C: torch.Tensor, chunk_size: int = 0, D: torch.Tensor | None = None,
+                z: torch.Tensor | None = None, dt_bias: torch.Tensor | None = None,
+                initial_states: torch.Tensor | None = None, dt_softplus: bool = False,
+                dt_limit: tuple[float, float] = (0.0, float("inf")), return_final_states: bool = False,
+                **_: Any) -> Any:
+    """The SSD scan token by token (the math of HF's ``mamba2_chunk_scan``), per head
+    ``h = exp(dt A) h + x (dt B)^T`` and ``y = h C + D x``: ``2 P N`` multiply-adds as matmuls."""
+    assert z is None
+    batch, length, heads, _ = hidden_states.shape
+    dt = _ssm_dt(dt, dt_bias, dt_softplus, dt_limit)
+    x = hidden_states.float()
+    b = B.float().repeat_interleave(heads // B.shape[2], dim=2)
+    c = C.float().repeat_interleave(heads // C.shape[2], dim=2)
+    state = (torch.zeros(batch, heads, x.shape[-1], b.shape[-1]) if initial_states is None
+             else initial_states.float())
+    out = torch.zeros_like(x)
+    for t in range(length):
+        decay = torch.exp(dt[:, t] * A)  # (batch, heads)
+        written = x[:, t].unsqueeze(-1) @ (dt[:, t, :, None] * b[:, t]).unsqueeze(-2)  # P N
+        state = state * decay[..., None, None] + written
+        out[:, t] = (state @ c[:, t].unsqueeze(-1)).squeeze(-1)  # P N
+        if D is not None:
+            out[:, t] = out[:, t] + D[:, None] * x[:, t]
+    return (out, state) if return_final_states else out
+
+
+def mamba2_state_update(state: torch.Tensor, hidden_states: torch.Tensor, dt: torch.Tensor,
+                        A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: torch.Tensor | None = None,
+                        dt_bias: torch.Tensor | None = None, dt_softplus: bool = False,
+                        z: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
+    """One decode step of the SSM (the math of HF's ``mamba2_selective_state_update``), its
+    write ``x (dt B)^T`` and read ``h C`` as matmuls: ``2 P N`` multiply-adds per head."""
+    assert z is None
+    batch, heads, _ = hidden_states.shape
+    dt = _ssm_dt(dt, dt_bias, dt_softplus)  # (batch, heads, head_dim), equal along head_dim
+    b = B.repeat_interleave(heads // B.shape[1], dim=1)  # (batch, heads, N)
+    c = C.repeat_interleave(heads // C.shape[1], dim=1)
+    decay = torch.exp(dt[..., None].float() * A.float())  # (batch, heads, P, N)
+    written = hidden_states.unsqueeze(-1) @ (dt[:, :, :1] * b).unsqueeze(-2)
+    new = state * decay + written
+    state.copy_(new.to(state.dtype))
+    out = (new.to(c.dtype) @ c.unsqueeze(-1)).squeeze(-1)
+    if D is not None:
+        out = out + hidden_states * D
+    return out.to(hidden_states.dtype)

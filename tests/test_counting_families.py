@@ -42,6 +42,13 @@ FAMILIES: dict[str, dict[str, Any]] = {
                        decoder_sparse_step=1, mlp_only_layers=[1], linear_num_key_heads=2,
                        linear_num_value_heads=4, linear_key_head_dim=8, linear_value_head_dim=12,
                        linear_conv_kernel_dim=4, full_attention_interval=4),
+    # Mamba2, attention, ReLU^2 MLP and ReLU^2 MoE blocks, one per layer
+    "nemotron_h": dict(model_type="nemotron_h", hidden_size=64, hybrid_override_pattern="M*-ME",
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                       intermediate_size=96, mamba_num_heads=4, mamba_head_dim=8, ssm_state_size=6,
+                       n_groups=2, conv_kernel=4, use_conv_bias=True, chunk_size=8,
+                       n_routed_experts=6, num_experts_per_tok=2, moe_intermediate_size=24,
+                       moe_shared_expert_intermediate_size=40, n_group=1, topk_group=1),
 }
 
 #: Kernels replaced by their instrumented forms, per family: module -> {name: replacement}.
@@ -49,6 +56,12 @@ INSTRUMENTED: dict[str, dict[str, dict[str, Any]]] = {
     "qwen3_next": {"transformers.models.qwen3_next.modeling_qwen3_next": {
         "torch_chunk_gated_delta_rule": fo.gated_delta_rule,
         "torch_recurrent_gated_delta_rule": fo.gated_delta_rule,
+        "causal_conv1d_fn": fo.causal_conv1d_fn,
+        "causal_conv1d_update": fo.causal_conv1d_update,
+    }},
+    "nemotron_h": {"transformers.models.nemotron_h.modeling_nemotron_h": {
+        "mamba2_chunk_scan": fo.mamba2_scan,
+        "mamba2_selective_state_update": fo.mamba2_state_update,
         "causal_conv1d_fn": fo.causal_conv1d_fn,
         "causal_conv1d_update": fo.causal_conv1d_update,
     }},

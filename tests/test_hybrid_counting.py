@@ -5,6 +5,7 @@ TP checks, and ``mfubench flops``/``roofline`` on every new bundled config."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -12,12 +13,15 @@ from mfubench.cli import main
 from mfubench.counting import flops, memory
 from mfubench.counting.kinds import chunk_keys_attended, state_elements
 from mfubench.counting.workload import DecodeStep, PrefillChunk
-from mfubench.errors import MfubenchError, UnknownModelError
+from mfubench.errors import ConfigError, MfubenchError, UnknownModelError
+from mfubench.model.hf_config import parse_config
 from mfubench.model.mixers import GatedDeltaNet, SelfAttention
 from mfubench.model.registry import bundled_variants, find_bundled, load_model
+from mfubench.model.spec import MoE
 
 #: Bundled configs of the families with new layer kinds (each must run through the CLI).
-NEW_BUNDLED = ["Qwen/Qwen3-Next-80B-A3B-Thinking"]
+NEW_BUNDLED = ["Qwen/Qwen3-Next-80B-A3B-Thinking", "nvidia/Nemotron-H-56B-Base-8K",
+               "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"]
 
 
 def test_qwen3_next_layer_kinds_and_exact_total() -> None:
@@ -137,3 +141,52 @@ def test_flops_and_roofline_cli_on_each_new_bundled_config(model_id: str, capsys
     assert all(p["decode"]["roofline_s"] > 0 for p in roof["points"])
     assert main(["flops", model_id, "-i", "512"]) == 0
     assert model_id in capsys.readouterr().out
+
+
+def _composition(model_id: str) -> Counter[tuple[str, tuple[str, ...]]]:
+    return Counter((type(lyr.ffn).__name__, tuple(type(m).__name__ for m in lyr.mixers))
+                   for lyr in load_model(model_id).layers)
+
+
+def test_nemotron_h_layer_composition_is_the_published_one() -> None:
+    # NVIDIA: 54 Mamba-2, 54 MLP and 10 self-attention layers (56B); 23 Mamba-2, 23 MoE, 6 attention (Nano)
+    assert _composition("nvidia/Nemotron-H-56B-Base-8K") == {
+        ("NoneType", ("Mamba2",)): 54, ("DenseMLP", ()): 54, ("NoneType", ("SelfAttention",)): 10}
+    assert _composition("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16") == {
+        ("NoneType", ("Mamba2",)): 23, ("MoE", ()): 23, ("NoneType", ("SelfAttention",)): 6}
+    nano = load_model("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16")
+    moe = next(lyr.ffn for lyr in nano.layers if isinstance(lyr.ffn, MoE))
+    assert not moe.gated and moe.num_matrices == 2 and moe.shared_intermediate_size == 3712
+
+
+def test_mamba2_state_is_fp32_and_flat_in_the_context() -> None:
+    spec = load_model("nvidia/Nemotron-H-56B-Base-8K")
+    assert spec.state_dtype == "fp32" and spec.weights.dtype == "bf16"
+    # per Mamba2 layer: 256 heads x 64 x 256 state in fp32, conv state 3 x (16384 + 2 x 8 x 256) in bf16
+    per_layer = 256 * 64 * 256 * 4 + 3 * (256 * 64 + 2 * 8 * 256) * 2
+    assert memory.state_bytes_per_sequence(spec) == 54 * per_layer
+    assert memory.state_bytes_per_sequence(spec, tp=8) == 54 * per_layer / 8
+    a = memory.decode_bytes(spec, DecodeStep.uniform(8, 100))
+    b = memory.decode_bytes(spec, DecodeStep.uniform(8, 8000))
+    assert a.read["state"] == b.read["state"] == 8 * 54 * per_layer
+    kv_per_token = 10 * 8 * 256 * 2  # 10 attention layers, 8 KV heads of 128 + 128, bf16
+    assert b.read["kv_cache"] - a.read["kv_cache"] == 8 * kv_per_token * 7900
+    f = flops.decode(spec, DecodeStep.uniform(1, 100))
+    assert f["ssm_scan"] == 2 * 54 * 2 * 256 * 64 * 256
+    assert f["ssm_scan"] == flops.decode(spec, DecodeStep.uniform(1, 8000))["ssm_scan"]
+    # no rotary, no attention biases; a ReLU^2 MLP of two matrices
+    assert memory.param_breakdown(spec)["mlp"] == 54 * 2 * 8192 * 32768
+
+
+def test_nemotron_h_pattern_errors_name_the_field() -> None:
+    base = dict(model_type="nemotron_h", hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+                intermediate_size=96, mamba_num_heads=4, mamba_head_dim=8, ssm_state_size=6,
+                n_groups=2, conv_kernel=4, vocab_size=100)
+    with pytest.raises(ConfigError, match="hybrid_override_pattern"):
+        parse_config(base, "cfg.json")
+    with pytest.raises(ConfigError, match=r"cfg.json.*hybrid_override_pattern.*'X'"):
+        parse_config({**base, "hybrid_override_pattern": "M*X"}, "cfg.json")
+    with pytest.raises(ConfigError, match="moe_latent_size"):
+        parse_config({**base, "hybrid_override_pattern": "M*", "moe_latent_size": 32}, "cfg.json")
+    spec = parse_config({**base, "layers_block_type": ["linear_attention", "full_attention", "mlp"]}, "x")
+    assert spec.num_layers == 3 and spec.layers[2].attention is None

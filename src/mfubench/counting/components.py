@@ -103,11 +103,13 @@ def components(spec: ModelSpec) -> tuple[Component, ...]:
         # DeepSeek's e_score_correction_bias is a buffer in HF, not a parameter: not counted.
         router_b = sum(m.num_experts for m in moes if m.router_bias)
         out.append(Component("router", "router", router_w, router_b, router_w, "replicated"))
-        expert_w = sum(m.num_experts * 3 * h * m.expert_intermediate_size for m in moes)
-        expert_b = sum(m.num_experts * (2 * m.expert_intermediate_size + h) for m in moes if m.expert_bias)
-        expert_macs = sum(m.top_k * 3 * h * m.expert_intermediate_size for m in moes)
+        expert_w = sum(m.num_experts * m.num_matrices * h * m.expert_intermediate_size for m in moes)
+        expert_b = sum(m.num_experts * ((m.num_matrices - 1) * m.expert_intermediate_size + h)
+                       for m in moes if m.expert_bias)
+        expert_macs = sum(m.top_k * m.num_matrices * h * m.expert_intermediate_size for m in moes)
         out.append(Component("experts", "expert", expert_w, expert_b, expert_macs, "split", moes))
-        shared_w = sum(3 * h * m.shared_intermediate_size + (h if m.shared_expert_gate else 0) for m in moes)
+        shared_w = sum(m.num_matrices * h * m.shared_intermediate_size + (h if m.shared_expert_gate else 0)
+                       for m in moes)
         if shared_w:
             out.append(Component("shared_experts", "linear", shared_w, 0, shared_w, "split"))
     out.append(Component("norms", "norm", 0, norm_vectors, 0, "replicated"))

@@ -14,6 +14,8 @@ name            K                                           N
 ``down_proj``   intermediate / tp                           hidden
 ``experts``     hidden (gate_up) and expert intermediate    one expert's, each split tp ways
 ``lm_head``     hidden                                      vocab / tp
+``*_in_proj``   hidden                                      a fixed-state layer's projection
+``*_out_proj``  its inner width / tp                        hidden
 ==============  ==========================================  ==================================
 
 MLA (DeepSeek-V3) adds its low-rank projections: ``q_a_proj`` (hidden -> q rank),
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 from mfubench.counting.components import kv_heads_per_gpu
 from mfubench.hardware.gemm_paths import GemmShape
+from mfubench.model.mixers import GatedDeltaNet, Mamba2, StateMixer
 from mfubench.model.spec import DenseMLP, ModelSpec, MoE
 
 
@@ -48,6 +51,7 @@ def gemm_shapes(spec: ModelSpec, tp: int = 1) -> tuple[GemmShape, ...]:
         out.append(GemmShape("qkv_proj", h, heads * a.head_dim + kv * (a.head_dim + a.v_head_dim)))
     out.append(GemmShape("o_proj", heads * a.v_head_dim, h))
     for layer in spec.layers:
+        out += _state_shapes(spec, layer.state_mixers, tp)
         ffn = layer.ffn
         if isinstance(ffn, DenseMLP):
             inter = max(1, ffn.intermediate_size // tp)
@@ -56,10 +60,12 @@ def gemm_shapes(spec: ModelSpec, tp: int = 1) -> tuple[GemmShape, ...]:
                     GemmShape("down_proj", inter, h)]
         elif isinstance(ffn, MoE):
             inter = max(1, ffn.expert_intermediate_size // tp)
-            out += [GemmShape("expert_gate_up", h, 2 * inter), GemmShape("expert_down", inter, h)]
+            up = 2 if ffn.gated else 1
+            out += [GemmShape("expert_gate_up" if ffn.gated else "expert_up", h, up * inter),
+                    GemmShape("expert_down", inter, h)]
             if ffn.shared_intermediate_size:
                 shared = max(1, ffn.shared_intermediate_size // tp)
-                out += [GemmShape("shared_gate_up", h, 2 * shared),
+                out += [GemmShape("shared_gate_up" if ffn.gated else "shared_up", h, up * shared),
                         GemmShape("shared_down", shared, h)]
     out.append(GemmShape("lm_head", h, max(1, spec.vocab_size // tp)))
     seen: set[tuple[int, int]] = set()
@@ -69,3 +75,22 @@ def gemm_shapes(spec: ModelSpec, tp: int = 1) -> tuple[GemmShape, ...]:
             seen.add((shape.k, shape.n))
             distinct.append(shape)
     return tuple(distinct)
+
+
+def _state_shapes(spec: ModelSpec, mixers: tuple[StateMixer, ...], tp: int) -> list[GemmShape]:
+    """The in- and out-projections of fixed-state mixers, split by heads."""
+    h = spec.hidden_size
+    out: list[GemmShape] = []
+    for m in mixers:
+        if isinstance(m, GatedDeltaNet):
+            n_in = 2 * m.key_dim + 2 * m.value_dim + 2 * m.num_v_heads
+            out += [GemmShape("gdn_in_proj", h, max(1, n_in // tp)),
+                    GemmShape("gdn_out_proj", max(1, m.value_dim // tp), h)]
+        elif isinstance(m, Mamba2):
+            n_in = 2 * m.d_inner + 2 * m.n_groups * m.state_size + m.num_heads
+            out += [GemmShape("mamba_in_proj", h, max(1, n_in // tp)),
+                    GemmShape("mamba_out_proj", max(1, m.d_inner // tp), h)]
+        else:
+            out += [GemmShape("conv_in_proj", h, max(1, 3 * h // tp)),
+                    GemmShape("conv_out_proj", max(1, h // tp), h)]
+    return out

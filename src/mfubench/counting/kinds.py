@@ -91,12 +91,22 @@ def index_keys_sum(mixer: AttentionMixer, first: int, last: int) -> int:
 def state_elements(mixer: StateMixer, hidden: int) -> int:
     """Elements of the fixed state one sequence keeps in a layer: the recurrent state plus
     the convolution's last ``K - 1`` inputs (module table)."""
+    return recurrent_state_elements(mixer) + conv_state_elements(mixer, hidden)
+
+
+def recurrent_state_elements(mixer: StateMixer) -> int:
+    """The recurrent state: ``Hv dk dv`` (gated delta), ``H P N`` (Mamba2), none (short conv)."""
     if isinstance(mixer, GatedDeltaNet):
-        recurrent = mixer.num_v_heads * mixer.head_k_dim * mixer.head_v_dim
-        return recurrent + (mixer.conv_kernel - 1) * mixer.conv_dim
+        return mixer.num_v_heads * mixer.head_k_dim * mixer.head_v_dim
     if isinstance(mixer, Mamba2):
-        recurrent = mixer.num_heads * mixer.head_dim * mixer.state_size
-        return recurrent + (mixer.conv_kernel - 1) * mixer.conv_dim
+        return mixer.num_heads * mixer.head_dim * mixer.state_size
+    return 0
+
+
+def conv_state_elements(mixer: StateMixer, hidden: int) -> int:
+    """The convolution's state: its last ``K - 1`` inputs on every channel it convolves."""
+    if isinstance(mixer, GatedDeltaNet | Mamba2):
+        return (mixer.conv_kernel - 1) * mixer.conv_dim
     return (mixer.conv_kernel - 1) * hidden
 
 

@@ -22,7 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mfubench.counting.components import check_tp, components, kv_heads_per_gpu, shard_fraction
-from mfubench.counting.kinds import keys_kept, keys_sum, state_elements
+from mfubench.counting.kinds import (
+    conv_state_elements,
+    keys_kept,
+    keys_sum,
+    recurrent_state_elements,
+)
 from mfubench.counting.workload import DecodeStep, PrefillChunk
 from mfubench.model.quant import DTYPE_BYTES, normalize_dtype
 from mfubench.model.spec import ModelSpec
@@ -102,12 +107,21 @@ def kv_dtype_bytes(spec: ModelSpec, kv_dtype: str | None) -> int:
 
 
 def state_bytes_per_sequence(spec: ModelSpec, tp: int = 1) -> float:
-    """Bytes of the fixed-size state one sequence keeps in the fixed-state layers, per GPU:
-    ``sum_l state_elements_l * bytes / tp`` (:func:`mfubench.counting.kinds.state_elements`),
-    in the model dtype (vLLM's ``mamba_cache_dtype``/``mamba_ssm_cache_dtype`` default ``auto``),
-    split by heads. The same at every context length; 0 for a model without such layers."""
-    elements = sum(state_elements(m, spec.hidden_size) for layer in spec.layers for m in layer.state_mixers)
-    return float(elements * DTYPE_BYTES[spec.weights.dtype]) / tp if elements else 0.0
+    """Bytes of the fixed-size state one sequence keeps in the fixed-state layers, per GPU::
+
+        sum_l (conv_elements_l * dtype_bytes + recurrent_elements_l * state_dtype_bytes) / tp
+
+    (:mod:`mfubench.counting.kinds`): the convolution state in the model dtype, the recurrent
+    state in ``spec.state_dtype`` (vLLM's ``mamba_cache_dtype``/``mamba_ssm_cache_dtype``: the
+    model dtype unless the model says otherwise), split by heads. The same at every context
+    length; 0 for a model without such layers."""
+    mixers = [m for layer in spec.layers for m in layer.state_mixers]
+    if not mixers:
+        return 0.0
+    conv = sum(conv_state_elements(m, spec.hidden_size) for m in mixers)
+    recurrent = sum(recurrent_state_elements(m) for m in mixers)
+    state_dtype = spec.state_dtype or spec.weights.dtype
+    return float(conv * DTYPE_BYTES[spec.weights.dtype] + recurrent * DTYPE_BYTES[state_dtype]) / tp
 
 
 def kv_cache_bytes(spec: ModelSpec, context: int, kv_dtype: str | None = None, tp: int = 1) -> float:

@@ -14,6 +14,10 @@ names the file and the field in its error. Families and what each contributes:
 - ``qwen3_next``: ``layer_types`` (else every ``full_attention_interval``-th layer) full
   attention with a gated output and q/k norms, the others gated-delta linear attention; MoE with
   a gated shared expert, as Qwen2-MoE.
+- ``nemotron_h``: ``hybrid_override_pattern`` (or HF 5's ``layers_block_type``), one block per
+  layer after one norm: Mamba2 ``M``, attention ``*`` (no biases, no rotary), ReLU^2 MLP ``-``,
+  MoE of ReLU^2 experts with a shared one ``E``; the recurrent state in
+  ``mamba_ssm_cache_dtype`` (float32 unless given).
 """
 
 from __future__ import annotations
@@ -22,14 +26,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from mfubench.errors import ConfigError
-from mfubench.model.mixers import GatedDeltaNet, Mixer, SelfAttention
+from mfubench.model.mixers import GatedDeltaNet, Mamba2, Mixer, SelfAttention
 from mfubench.model.quant import from_hf_quantization, normalize_dtype
 from mfubench.model.spec import Attention, DenseMLP, Layer, ModelSpec, MoE
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
     "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe",
     "gemma2", "gemma3", "gemma3_text", "deepseek_v3", "gpt_oss",
-    "qwen3_next",
+    "qwen3_next", "nemotron_h",
 )
 
 
@@ -129,16 +133,16 @@ def parse_config(config: Mapping[str, Any], name: str = "config.json") -> ModelS
         )
     cfg = top
     hidden = cfg.get_int("hidden_size")
-    num_layers = cfg.get_int("num_hidden_layers")
-    if num_layers > MAX_LAYERS:
-        raise ConfigError(f"{cfg.where}: field 'num_hidden_layers' is {num_layers}, above {MAX_LAYERS}: "
-                          "far beyond any real model")
+    num_layers = _num_layers(cfg, model_type)
     vocab = cfg.get_int("vocab_size")
     attention = _attention(cfg, model_type, hidden)
-    mixers = _mixers(cfg, model_type, num_layers)
-    ffns = _ffns(cfg, model_type, num_layers)
-    norms = 4 if model_type in ("gemma2", "gemma3_text") else 2
-    layers = tuple(Layer(ffn=f, mixers=m, num_norms=norms) for f, m in zip(ffns, mixers, strict=True))
+    if model_type == "nemotron_h":
+        layers = _nemotron_h_layers(cfg)
+    else:
+        mixers = _mixers(cfg, model_type, num_layers)
+        ffns = _ffns(cfg, model_type, num_layers)
+        norms = 4 if model_type in ("gemma2", "gemma3_text") else 2
+        layers = tuple(Layer(ffn=f, mixers=m, num_norms=norms) for f, m in zip(ffns, mixers, strict=True))
     dtype_name = config.get("torch_dtype") or config.get("dtype") or "bfloat16"
     try:
         dtype = normalize_dtype(str(dtype_name))
@@ -164,9 +168,104 @@ def parse_config(config: Mapping[str, Any], name: str = "config.json") -> ModelS
             tie_word_embeddings=cfg.get_bool("tie_word_embeddings", tie_default),
             weights=weights,
             max_position_embeddings=cfg.opt_int("max_position_embeddings"),
+            state_dtype=_state_dtype(cfg, model_type),
         )
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
+
+
+def _num_layers(cfg: _Reader, model_type: str) -> int:
+    if model_type == "nemotron_h":  # the pattern decides; HF ignores num_hidden_layers
+        num_layers = len(_nemotron_h_pattern(cfg))
+    else:
+        num_layers = cfg.get_int("num_hidden_layers")
+    if num_layers > MAX_LAYERS:
+        raise ConfigError(f"{cfg.where}: field 'num_hidden_layers' is {num_layers}, above {MAX_LAYERS}: "
+                          "far beyond any real model")
+    return num_layers
+
+
+def _state_dtype(cfg: _Reader, model_type: str) -> str | None:
+    """The recurrent-state dtype vLLM uses: Nemotron-H's ``mamba_ssm_cache_dtype`` (vLLM's
+    default for it: float32); the model dtype (None) for the others."""
+    if model_type != "nemotron_h":
+        return None
+    value = cfg.data.get("mamba_ssm_cache_dtype") or "float32"
+    try:
+        return normalize_dtype(str(value))
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.where}: field 'mamba_ssm_cache_dtype': {exc}") from None
+
+
+#: Nemotron-H's layer letters (``hybrid_override_pattern``) and HF's names for them.
+_NEMOTRON_H_LETTERS = {"M": "linear_attention", "*": "full_attention", "-": "mlp", "E": "moe"}
+
+
+def _nemotron_h_pattern(cfg: _Reader) -> list[str]:
+    """Every layer's block type: ``layers_block_type``/``layer_types`` (HF 5) or the
+    ``hybrid_override_pattern`` string of the published configs."""
+    for key in ("layers_block_type", "layer_types"):
+        listed = cfg.get_list(key)
+        if listed is not None:
+            break
+    else:
+        pattern = cfg.data.get("hybrid_override_pattern")
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"{cfg.where}: missing field 'hybrid_override_pattern' (or layer_types)")
+        bad = sorted(set(pattern) - set(_NEMOTRON_H_LETTERS))
+        if bad:
+            raise ConfigError(f"{cfg.where}: field 'hybrid_override_pattern' has {bad!r}; "
+                              f"letters are {', '.join(_NEMOTRON_H_LETTERS)}")
+        listed = [_NEMOTRON_H_LETTERS[c] for c in pattern]
+        key = "hybrid_override_pattern"
+    for i, kind in enumerate(listed):
+        if kind not in _NEMOTRON_H_LETTERS.values():
+            raise ConfigError(f"{cfg.where}: {key}[{i}] is {kind!r}; expected one of "
+                              + ", ".join(_NEMOTRON_H_LETTERS.values()))
+    if len(listed) > MAX_LAYERS:
+        raise ConfigError(f"{cfg.where}: field {key!r} has {len(listed)} layers, above {MAX_LAYERS}")
+    return [str(k) for k in listed]
+
+
+def _nemotron_h_layers(cfg: _Reader) -> tuple[Layer, ...]:
+    """Nemotron-H: each layer is one block after one norm: Mamba2 (``M``), attention (``*``),
+    a ReLU^2 MLP (``-``) or a MoE of ReLU^2 experts with a shared one (``E``)."""
+    if cfg.has("moe_latent_size"):
+        raise ConfigError(f"{cfg.where}: field 'moe_latent_size' (latent MoE projections) is not "
+                          "supported")
+    try:
+        mamba = Mamba2(
+            num_heads=cfg.get_int("mamba_num_heads"),
+            head_dim=cfg.get_int("mamba_head_dim"),
+            state_size=cfg.get_int("ssm_state_size"),
+            n_groups=_first_int(cfg, "n_groups", "mamba_n_groups"),
+            conv_kernel=_first_int(cfg, "conv_kernel", "mamba_d_conv"),
+            conv_bias=cfg.get_bool("use_conv_bias", True),
+            proj_bias=cfg.get_bool("use_bias"),
+        )
+        layers: list[Layer] = []
+        for kind in _nemotron_h_pattern(cfg):
+            if kind == "linear_attention":
+                layers.append(Layer(ffn=None, mixers=(mamba,), num_norms=1))
+            elif kind == "full_attention":
+                layers.append(Layer(ffn=None, mixers=(SelfAttention(),), num_norms=1))
+            elif kind == "mlp":
+                mlp = DenseMLP(cfg.get_int("intermediate_size"), gated=False, bias=cfg.get_bool("mlp_bias"))
+                layers.append(Layer(ffn=mlp, mixers=(), num_norms=1))
+            else:
+                moe = MoE(
+                    num_experts=_first_int(cfg, "n_routed_experts", "num_local_experts"),
+                    top_k=cfg.get_int("num_experts_per_tok"),
+                    expert_intermediate_size=cfg.get_int("moe_intermediate_size"),
+                    shared_intermediate_size=cfg.get_int("moe_shared_expert_intermediate_size", 0,
+                                                         minimum=0),
+                    router_score_bias=True,
+                    gated=False,
+                )
+                layers.append(Layer(ffn=moe, mixers=(), num_norms=1))
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.where}: {exc}") from None
+    return tuple(layers)
 
 
 def _attention(cfg: _Reader, model_type: str, hidden: int) -> Attention:
@@ -189,6 +288,8 @@ def _attention(cfg: _Reader, model_type: str, hidden: int) -> Attention:
         kv_heads = cfg.get_int("num_key_value_heads", heads)
         if cfg.has("head_dim"):
             head_dim = cfg.get_int("head_dim")
+        elif model_type == "nemotron_h" and cfg.has("attention_head_dim"):  # its older name
+            head_dim = cfg.get_int("attention_head_dim")
         else:
             if hidden % heads:
                 raise ConfigError(
@@ -196,8 +297,10 @@ def _attention(cfg: _Reader, model_type: str, hidden: int) -> Attention:
                     f"num_attention_heads {heads}"
                 )
             head_dim = hidden // heads
-        qkv_bias = model_type == "qwen2" or model_type == "qwen2_moe" or cfg.get_bool("attention_bias")
-        o_bias = cfg.get_bool("attention_bias")
+        # Nemotron-H's attention has no biases whatever attention_bias says (HF and vLLM)
+        biased = cfg.get_bool("attention_bias") and model_type != "nemotron_h"
+        qkv_bias = model_type == "qwen2" or model_type == "qwen2_moe" or biased
+        o_bias = biased
         return Attention(
             num_heads=heads,
             num_kv_heads=kv_heads,

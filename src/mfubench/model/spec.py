@@ -102,6 +102,8 @@ class MoE:
         router_score_bias: an extra per-expert bias on the scores (DeepSeek-V3
             ``e_score_correction_bias``), a parameter but no matmul.
         expert_bias: each expert's projections carry biases (gpt-oss).
+        gated: experts (and the shared expert) are gated, 3 matrices (gate, up, down); plain
+            experts have 2 (up, down: Nemotron-H's ReLU^2 experts).
     """
 
     num_experts: int
@@ -112,6 +114,12 @@ class MoE:
     router_bias: bool = False
     router_score_bias: bool = False
     expert_bias: bool = False
+    gated: bool = True
+
+    @property
+    def num_matrices(self) -> int:
+        """Matrices of one expert (and of the shared expert)."""
+        return 3 if self.gated else 2
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= self.num_experts:
@@ -164,6 +172,8 @@ class ModelSpec:
         tie_word_embeddings: the LM head shares the embedding matrix (no extra parameters).
         weights: how weights are stored (dtype or quantization), see :class:`WeightFormat`.
         max_position_embeddings: the longest context the config declares.
+        state_dtype: the dtype fixed-state layers keep their recurrent state in (None: the
+            model dtype; Nemotron-H: its ``mamba_ssm_cache_dtype``, as vLLM keeps it).
     """
 
     name: str
@@ -175,6 +185,7 @@ class ModelSpec:
     tie_word_embeddings: bool = False
     weights: WeightFormat = field(default_factory=WeightFormat)
     max_position_embeddings: int | None = None
+    state_dtype: str | None = None
 
     def __post_init__(self) -> None:
         if self.hidden_size < 1 or self.vocab_size < 1 or not self.layers:
