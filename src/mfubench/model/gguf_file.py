@@ -270,8 +270,9 @@ def _parse(buf: mmap.mmap | bytes, where: str, size: int) -> GGUFFile:
                                           + ", ".join(map(str, SUPPORTED_VERSIONS)))
     n_tensors = cur.u64("header: tensor_count")
     n_kv = cur.u64("header: metadata_kv_count")
-    # each tensor info takes at least 8+1 (name) + 4 + 4 + 8 bytes, each kv 8+1 + 4 + 1
-    if n_tensors > MAX_TENSORS or n_tensors * 25 > cur.remaining:
+    # a tensor info takes at least 8 (name length) + 4 + 4 + 8 bytes; a kv 8+1 (a key is never
+    # empty) + 4 + 1
+    if n_tensors > MAX_TENSORS or n_tensors * 24 > cur.remaining:
         raise cur.fail("header: tensor_count", f"{n_tensors} tensors cannot fit in a file of "
                                                f"{size} bytes (limit {MAX_TENSORS})")
     if n_kv > MAX_KV or n_kv * 14 > cur.remaining:
