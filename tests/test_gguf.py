@@ -566,3 +566,23 @@ def test_llama_cpp_loads_and_generates(files: dict[str, Path], ftype: str) -> No
     assert isinstance(out, dict), out
     assert out["usage"]["completion_tokens"] == 4 and out["usage"]["prompt_tokens"] == 3
     assert out["choices"][0]["finish_reason"] == "length"
+
+
+def test_a_gguf_file_stands_where_a_config_does(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """``--model file.gguf`` on the commands: the weights are the file's bytes, the KV cache
+    llama.cpp's default f16, and ``--dtype`` (which would replace the file's types) is refused."""
+    from mfubench.cli import main
+    from mfubench.model.gguf_file import read_gguf
+    from mfubench.model.registry import load_model
+
+    path = files["Q4_K_M"]
+    spec = load_model(str(path))
+    assert spec.weights.name == "Q4_K_M"
+    assert main(["flops", str(path), "-i", "64", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    tensors = read_gguf(path).tensors
+    assert doc["weight_bytes"] == sum(t.n_bytes for t in tensors)
+    assert doc["kv_dtype"] == "fp16"  # K and V, 2 bytes each, per layer and KV head
+    assert doc["kv_bytes_per_token"] == 2 * 2 * TEST.num_hidden_layers * TEST.num_key_value_heads * TEST.head_dim
+    assert main(["flops", str(path), "-i", "64", "--dtype", "bf16"]) == 2
+    assert "drop --dtype" in capsys.readouterr().err

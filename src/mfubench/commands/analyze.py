@@ -21,7 +21,8 @@ def add_setup_options(p: argparse.ArgumentParser, model_option: bool = True) -> 
     """--model, --hardware and the counting options, shared by analyze/roofline/report."""
     if model_option:
         p.add_argument("--model", "-m", required=True,
-                       help="what the FLOPs are counted for: a bundled id, a config.json or a folder")
+                       help="what the FLOPs are counted for: a bundled id, a config.json, a folder "
+                            "or a .gguf file")
     p.add_argument("--hardware", required=True,
                    help="NxNAME (4xH100-SXM), NAME (one device) or cpu (measured peaks)")
     add_model_options(p)

@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
                         help="dtypes to measure: fp32 tf32 bf16 fp16 fp8 int8 (default: fp32 bf16)")
     parser.add_argument("--model", "-m", default=None,
                         help="time the linear layers at this model's projection shapes "
-                             "(a bundled id, config.json or folder; default: typical shapes)")
+                             "(a bundled id, config.json, folder or .gguf; default: typical shapes)")
     parser.add_argument("--tp", type=positive_int, default=1,
                         help="with --model: the shapes of one of TP GPUs (default 1)")
     parser.add_argument("--quick", action="store_true",

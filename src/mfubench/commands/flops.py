@@ -11,6 +11,7 @@ from rich.table import Table
 from mfubench.commands.argtypes import positive_int
 from mfubench.counting.summary import CountQuery, count
 from mfubench.counting.workload import CONVENTIONS, check_convention
+from mfubench.errors import MfubenchError
 from mfubench.model.quant import WEIGHT_FORMAT_NAMES, weight_format
 from mfubench.model.registry import load_model
 from mfubench.model.spec import ModelSpec
@@ -34,6 +35,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 def resolve_model(name: str, dtype: str | None) -> ModelSpec:
     spec = load_model(name)
     if dtype:
+        from mfubench.model.gguf_weights import GGUFWeights
+
+        if isinstance(spec.weights, GGUFWeights):
+            raise MfubenchError(f"--dtype {dtype} with {name}: a GGUF file's weights are counted at "
+                                f"its own types ({spec.weights.name}); drop --dtype")
         spec = spec.with_weights(weight_format(dtype, spec.weights.dtype))
     return spec
 
@@ -42,7 +48,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("flops", help="count FLOPs and bytes of inference from a model config",
                        description=__doc__)
     p.add_argument("model", help="a bundled id (meta-llama/Llama-3.3-70B-Instruct), a config.json "
-                   "or a model folder; other ids are fetched from the Hub when online")
+                   ", a model folder or a .gguf file; other ids are fetched from the Hub when online")
     p.add_argument("--input-tokens", "-i", type=positive_int, required=True)
     p.add_argument("--output-tokens", "-o", type=positive_int, default=1)
     p.add_argument("--context", "-c", type=int, default=None,

@@ -21,7 +21,7 @@ from mfubench.report.units import ABOVE_PEAK_MARK, seconds, si, util
 def register(sub: Any) -> None:
     p = sub.add_parser("roofline", help="predicted best-case prefill/decode times and limits",
                        description=__doc__)
-    p.add_argument("model", help="a bundled id, a config.json or a model folder")
+    p.add_argument("model", help="a bundled id, a config.json, a model folder or a .gguf file")
     p.add_argument("--batch-sizes", "-b", type=int_list, default=(1, 8, 32, 128))
     p.add_argument("--input-tokens", "-i", type=int_list, default=(1024,))
     p.add_argument("--output-tokens", "-o", type=int_list, default=(128,))

@@ -56,7 +56,7 @@ def count(spec: ModelSpec, q: CountQuery) -> dict[str, Any]:
         "bytes_unit": "bytes (decimal), per GPU",
         "tp": q.tp,
         "dtype": spec.weights.name,
-        "kv_dtype": q.kv_dtype or spec.weights.dtype,
+        "kv_dtype": q.kv_dtype or memory.default_kv_dtype(spec),
         "batch": q.batch,
         "input_tokens": q.input_tokens,
         "output_tokens": q.output_tokens,

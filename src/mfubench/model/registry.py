@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mfubench.errors import ConfigError, UnknownModelError, closest
+from mfubench.model.gguf_file import looks_like_gguf
 from mfubench.model.hf_config import parse_config
 from mfubench.model.spec import ModelSpec
 
@@ -194,6 +195,13 @@ def _fetch_from_hub(name: str) -> dict[str, Any]:
 
 
 def load_model(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` of an id, alias, config file or model folder."""
+    """The :class:`ModelSpec` of an id, alias, config file, model folder or GGUF file (its
+    architecture from the header, its weight bytes exactly the file's tensor data:
+    :mod:`mfubench.model.gguf_model`)."""
+    path = Path(name).expanduser()
+    if path.is_file() and (path.suffix.lower() == ".gguf" or looks_like_gguf(path)):
+        from mfubench.model.gguf_model import load_gguf
+
+        return load_gguf(path)
     config, label = load_config(name)
     return parse_config(config, label)
