@@ -102,8 +102,15 @@ def _kv_layers(spec: ModelSpec) -> int:
 
 
 def kv_dtype_bytes(spec: ModelSpec, kv_dtype: str | None) -> int:
-    """Bytes per KV element: ``kv_dtype`` if given (``fp8``, ``bf16``, ...), else the model dtype."""
-    return DTYPE_BYTES[normalize_dtype(kv_dtype) if kv_dtype else spec.weights.dtype]
+    """Bytes per KV element: ``kv_dtype`` if given (``fp8``, ``bf16``, ...), else the engine's
+    default for the weights (a GGUF file's: llama.cpp's f16), else the model dtype."""
+    return DTYPE_BYTES[normalize_dtype(kv_dtype) if kv_dtype else default_kv_dtype(spec)]
+
+
+def default_kv_dtype(spec: ModelSpec) -> str:
+    """The KV cache's dtype when none is given: the weights' own ``kv_dtype`` where they name
+    one (:class:`~mfubench.model.gguf_weights.GGUFWeights`), else the model dtype."""
+    return str(getattr(spec.weights, "kv_dtype", None) or spec.weights.dtype)
 
 
 def state_bytes_per_sequence(spec: ModelSpec, tp: int = 1) -> float:
