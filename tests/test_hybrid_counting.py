@@ -15,13 +15,13 @@ from mfubench.counting.kinds import chunk_keys_attended, state_elements
 from mfubench.counting.workload import DecodeStep, PrefillChunk
 from mfubench.errors import ConfigError, MfubenchError, UnknownModelError
 from mfubench.model.hf_config import parse_config
-from mfubench.model.mixers import GatedDeltaNet, SelfAttention
+from mfubench.model.mixers import GatedDeltaNet, SelfAttention, SparseAttention
 from mfubench.model.registry import bundled_variants, find_bundled, load_model
 from mfubench.model.spec import MoE
 
 #: Bundled configs of the families with new layer kinds (each must run through the CLI).
 NEW_BUNDLED = ["Qwen/Qwen3-Next-80B-A3B-Thinking", "nvidia/Nemotron-H-56B-Base-8K",
-               "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"]
+               "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "deepseek-ai/DeepSeek-V3.2"]
 
 
 def test_qwen3_next_layer_kinds_and_exact_total() -> None:
@@ -190,3 +190,38 @@ def test_nemotron_h_pattern_errors_name_the_field() -> None:
         parse_config({**base, "hybrid_override_pattern": "M*", "moe_latent_size": 32}, "cfg.json")
     spec = parse_config({**base, "layers_block_type": ["linear_attention", "full_attention", "mlp"]}, "x")
     assert spec.num_layers == 3 and spec.layers[2].attention is None
+
+
+def test_sparse_attention_attends_top_k_but_indexes_every_key() -> None:
+    spec = load_model("deepseek-ai/DeepSeek-V3.2")
+    sparse = spec.layers[0].attention
+    assert isinstance(sparse, SparseAttention) and sparse.top_k == 2048 and spec.attention.is_mla
+    a, L = spec.attention, 61
+    assert a.kv_lora_rank is not None
+    short, long = DecodeStep.uniform(1, 1000), DecodeStep.uniform(1, 100_000)
+    fs, fl = flops.decode(spec, short), flops.decode(spec, long)
+    # below top-k every key is attended; beyond it, top_k keys (absorbed MLA: latent + rope)
+    assert fs["attn_scores"] == 2 * a.num_heads * (a.kv_lora_rank + a.qk_rope_head_dim) * 1001 * L
+    assert fl["attn_scores"] == 2 * a.num_heads * (a.kv_lora_rank + a.qk_rope_head_dim) * 2048 * L
+    # the indexer scores all C + 1 keys: 64 heads x (128 + 1) multiply-adds a pair
+    assert fl["index_scores"] == 2 * 64 * 129 * 100_001 * L
+    # the cache keeps every latent and indexer key; a decode step reads top-k latents, all index keys
+    latent = (a.kv_lora_rank + a.qk_rope_head_dim) * 2
+    assert memory.kv_bytes_per_token(spec) == (latent + 132) * L
+    assert memory.kv_cache_bytes(spec, 100_000) == (latent + 132) * L * 100_000
+    read = memory.decode_bytes(spec, long).read["kv_cache"]
+    assert read == L * (latent * 2048 + 132 * 100_001)
+    # prefill under causal: triangle of index pairs, top-k-capped attention pairs
+    pre = flops.prefill(spec, PrefillChunk(4096), "causal")
+    assert pre["index_scores"] == 2 * 64 * 129 * (4096 * 4097 // 2) * L
+    capped = 2048 * 2049 // 2 + 2048 * (4096 - 2048)
+    assert pre["attn_scores"] == 2 * a.num_heads * a.head_dim * capped * L
+    palm = flops.prefill(spec, PrefillChunk(4096), "palm")
+    assert palm["index_scores"] == 2 * 64 * 129 * 4096 * 4096 * L
+    assert palm["attn_scores"] == 2 * a.num_heads * a.head_dim * 4096 * 2048 * L
+    # the indexer is replicated under TP (as vLLM runs it); the attention heads split
+    per = flops.per_gpu(spec, fl, 8)
+    assert per["index_scores"] == fl["index_scores"] and per["attn_scores"] == fl["attn_scores"] / 8
+    span = memory.decode_span_bytes(spec, 2, 3000, 5)
+    steps = [memory.decode_bytes(spec, DecodeStep.uniform(2, 3000 + k)) for k in range(5)]
+    assert span.read["kv_cache"] == pytest.approx(sum(s.read["kv_cache"] for s in steps))

@@ -20,6 +20,8 @@ key                what it is
 ``norms``          every norm vector (layer norms, q/k norms, MLA latent norms, final norm) and
                    gpt-oss attention sinks: parameters, no matmul FLOPs
 ``lm_head``        the unembedding (tied: no parameters of its own, same FLOPs)
+``index_*``        DeepSeek-V3.2's indexer: ``index_q_proj``, ``index_k_proj``, ``index_weights_proj``
+                   (replicated) and ``index_scores``, its query-key scoring (not a weight)
 ``gdn_*``,         the projections and convolutions of fixed-state layers (gated delta, Mamba2,
 ``mamba_*``,       short convolution): see :func:`_state_components`
 ``conv_*``
@@ -42,7 +44,7 @@ from typing import Literal
 
 from mfubench.counting.kinds import split_heads
 from mfubench.errors import MfubenchError
-from mfubench.model.mixers import GatedDeltaNet, Mamba2, StateMixer
+from mfubench.model.mixers import GatedDeltaNet, Mamba2, SparseAttention, StateMixer
 from mfubench.model.quant import WeightKind
 from mfubench.model.spec import DenseMLP, ModelSpec, MoE
 
@@ -89,6 +91,9 @@ def components(spec: ModelSpec) -> tuple[Component, ...]:
         out_attn, attn_vectors = _attention_components(spec, n_attn)
         out += out_attn
         norm_vectors += attn_vectors
+    out += _index_components(spec)
+    norm_vectors += sum(2 * m.index_head_dim for layer in spec.layers
+                        if isinstance(m := layer.attention, SparseAttention))
     out += _state_components(spec)
     norm_vectors += sum(_state_vectors(m) for layer in spec.layers for m in layer.state_mixers)
 
@@ -156,6 +161,24 @@ def _attention_components(spec: ModelSpec, n_attn: int) -> tuple[list[Component]
     if a.sinks:
         norm_vectors += hq * n_attn
     return out, norm_vectors
+
+
+def _index_components(spec: ModelSpec) -> list[Component]:
+    """The lightning indexer of sparse-attention layers (DeepSeek-V3.2), per layer:
+    ``index_q_proj`` (``q_lora_rank x index_heads index_head_dim``, from the compressed query),
+    ``index_k_proj`` (``hidden x index_head_dim``, one key head) and ``index_weights_proj``
+    (``hidden x index_heads``, the per-head weights); its key LayerNorm (weight and bias) is
+    booked under ``norms``. vLLM replicates the indexer on every GPU."""
+    sparse = [m for layer in spec.layers if isinstance(m := layer.attention, SparseAttention)]
+    if not sparse:
+        return []
+    h = spec.hidden_size
+    q = sum(m.q_lora_rank * m.index_heads * m.index_head_dim for m in sparse)
+    k = sum(h * m.index_head_dim for m in sparse)
+    w = sum(h * m.index_heads for m in sparse)
+    return [Component("index_q_proj", "linear", q, 0, q, "replicated"),
+            Component("index_k_proj", "linear", k, 0, k, "replicated"),
+            Component("index_weights_proj", "linear", w, 0, w, "replicated")]
 
 
 def _state_components(spec: ModelSpec) -> list[Component]:

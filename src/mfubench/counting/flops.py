@@ -19,6 +19,12 @@ fixed-state layer). A fixed-state layer adds its state update, the same under ev
 
     flops["gdn_state"] = 2 * t * 3 * Hv * dk * dv      (gated delta, per layer)
     flops["ssm_scan"]  = 2 * t * 2 * H * P * N         (Mamba2, per layer)
+
+A sparse-attention layer (DeepSeek-V3.2) attends ``min(t, top_k)`` keys per query (its ``p_l``)
+and its indexer scores every earlier key, ``q_l`` pairs (the triangle, or the rectangle under
+``palm``/``vllm``)::
+
+    flops["index_scores"] = sum_l 2 * index_heads * (index_head_dim + 1) * q_l
  All figures are
 for the whole model (all GPUs); :func:`per_gpu` gives what one GPU computes under TP.
 
@@ -35,7 +41,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from mfubench.counting.components import check_tp, components, shard_fraction
-from mfubench.counting.kinds import keys_sum, mixer_prefill_pairs, state_key, state_macs_per_token
+from mfubench.counting.kinds import (
+    index_keys_sum,
+    index_macs_per_pair,
+    index_pairs,
+    keys_sum,
+    mixer_prefill_pairs,
+    state_key,
+    state_macs_per_token,
+)
 from mfubench.counting.workload import (
     Convention,
     DecodeStep,
@@ -55,9 +69,11 @@ def breakdown(
     lm_rows: int,
     *,
     absorbed: bool = False,
+    index_pairs_per_layer: Sequence[int] | None = None,
 ) -> Breakdown:
     """FLOPs of ``tokens`` token positions through the weights, ``pairs_per_layer[l]`` attention
-    pairs in layer ``l`` and ``lm_rows`` rows of the LM head (``absorbed``: MLA decode form)."""
+    pairs in layer ``l`` and ``lm_rows`` rows of the LM head (``absorbed``: MLA decode form);
+    ``index_pairs_per_layer[l]``: the pairs a sparse layer's indexer scores."""
     if len(pairs_per_layer) != spec.num_layers:
         raise ValueError("pairs_per_layer needs one entry per layer")
     a = spec.attention
@@ -79,6 +95,14 @@ def breakdown(
         score_dim, value_dim = a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank
     out["attn_scores"] = 2 * a.num_heads * score_dim * pairs
     out["attn_values"] = 2 * a.num_heads * value_dim * pairs
+    indexed = [layer.attention for layer in spec.layers
+               if layer.attention is not None and index_macs_per_pair(layer.attention)]
+    if indexed:
+        index = index_pairs_per_layer or [0] * spec.num_layers
+        out["index_scores"] = sum(
+            2 * index_macs_per_pair(layer.attention) * n
+            for layer, n in zip(spec.layers, index, strict=True) if layer.attention is not None
+        )
     return out
 
 
@@ -96,7 +120,9 @@ def prefill(spec: ModelSpec, chunk: PrefillChunk, convention: Convention = "caus
         for layer in spec.layers
     ]
     rows = lm_head_rows_prefill(chunk, convention) * chunk.batch
-    return breakdown(spec, chunk.new_tokens * chunk.batch, pairs, rows)
+    index = [index_pairs(layer.attention, chunk, convention) * chunk.batch
+             if layer.attention is not None else 0 for layer in spec.layers]
+    return breakdown(spec, chunk.new_tokens * chunk.batch, pairs, rows, index_pairs_per_layer=index)
 
 
 def decode(spec: ModelSpec, step: DecodeStep, convention: Convention = "causal") -> Breakdown:
@@ -111,7 +137,12 @@ def decode(spec: ModelSpec, step: DecodeStep, convention: Convention = "causal")
         if layer.attention is not None else 0
         for layer in spec.layers
     ]
-    return breakdown(spec, step.batch, pairs, step.batch, absorbed=True)
+    index = [
+        sum(n * index_keys_sum(layer.attention, c + 1, c + 1) for c, n in step.groups)
+        if layer.attention is not None else 0
+        for layer in spec.layers
+    ]
+    return breakdown(spec, step.batch, pairs, step.batch, absorbed=True, index_pairs_per_layer=index)
 
 
 def decode_span(spec: ModelSpec, batch: int, first_context: int, steps: int) -> Breakdown:
@@ -124,7 +155,13 @@ def decode_span(spec: ModelSpec, batch: int, first_context: int, steps: int) -> 
         if layer.attention is not None else 0
         for layer in spec.layers
     ]
-    return breakdown(spec, batch * steps, pairs, batch * steps, absorbed=True)
+    index = [
+        batch * index_keys_sum(layer.attention, first_context + 1, first_context + steps)
+        if layer.attention is not None else 0
+        for layer in spec.layers
+    ]
+    return breakdown(spec, batch * steps, pairs, batch * steps, absorbed=True,
+                     index_pairs_per_layer=index)
 
 
 def request(spec: ModelSpec, req: Request, convention: Convention = "causal") -> Breakdown:
@@ -145,4 +182,5 @@ def per_gpu(spec: ModelSpec, flops: Mapping[str, int], tp: int) -> dict[str, flo
     check_tp(spec, tp)
     share = {c.key: shard_fraction(spec, c.sharding, tp) for c in components(spec)}
     share["attn_scores"] = share["attn_values"] = 1.0 / tp  # heads are split
+    share["index_scores"] = 1.0  # vLLM replicates DeepSeek-V3.2's indexer
     return {k: v * share.get(k, 1.0 / tp) for k, v in flops.items()}

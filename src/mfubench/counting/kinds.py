@@ -6,7 +6,8 @@ query sees itself)::
     SelfAttention     keys(t) = t, or min(t, window)         kept(C) = min(C, window)
     ChunkedAttention  keys(t) = ((t - 1) mod chunk) + 1       kept(C) = min(C, chunk)
     SparseAttention   keys(t) = min(t, top_k)                 kept(C) = C
-                      indexer keys(t) = t
+                      indexer keys(t) = t, each pair index_heads (index_head_dim + 1) macs;
+                      its keys cached as index_head_dim fp8 + a fp32 scale per 128
 
 Fixed-state kinds: a state of fixed size per sequence, and the multiply-adds one token spends
 on it (the recurrent form; weights are counted as components)::
@@ -73,6 +74,33 @@ def mixer_prefill_pairs(mixer: AttentionMixer, chunk: PrefillChunk, convention: 
     if convention == "causal":
         return keys_sum(mixer, c + 1, c + n)
     return n * keys_span(mixer, c + n)
+
+
+def index_pairs(mixer: AttentionMixer, chunk: PrefillChunk, convention: Convention) -> int:
+    """Query-key pairs a sparse layer's indexer scores for one sequence of ``chunk``: every
+    earlier key (the causal triangle), or the ``palm``/``vllm`` rectangle ``n (c + n)``; 0 for
+    other kinds."""
+    if not isinstance(mixer, SparseAttention):
+        return 0
+    n, c = chunk.new_tokens, chunk.cached_tokens
+    return index_keys_sum(mixer, c + 1, c + n) if convention == "causal" else n * (c + n)
+
+
+def index_macs_per_pair(mixer: AttentionMixer) -> int:
+    """Multiply-adds the indexer spends on one query-key pair: ``q_h . k`` for each of its
+    ``index_heads`` heads (``index_head_dim`` each) and the weighted sum over the heads."""
+    if not isinstance(mixer, SparseAttention):
+        return 0
+    return mixer.index_heads * (mixer.index_head_dim + 1)
+
+
+def index_key_bytes(mixer: AttentionMixer) -> int:
+    """Bytes one token's indexer key takes in a sparse layer's cache, as vLLM stores it: fp8
+    values with one fp32 scale per 128 (``index_head_dim + index_head_dim // 128 * 4``: 132 for
+    DeepSeek-V3.2), whatever the KV dtype; 0 for other kinds."""
+    if not isinstance(mixer, SparseAttention):
+        return 0
+    return mixer.index_head_dim + mixer.index_head_dim // 128 * 4
 
 
 def keys_kept(mixer: AttentionMixer, context: int) -> int:

@@ -8,6 +8,7 @@ What a step moves (the numerator of MBU)::
     read  = every weight the step touches, once
           + the embedding rows of its tokens
           + the KV cache each sequence attends, per layer: min(context, window) tokens
+          + a sparse layer's indexer keys: every cached key (the attention reads only top_k)
           + a fixed-state layer's state, once per sequence (flat in the context)
     write = the K and V (MLA: the latent) of every new token, in every attention layer
           + a fixed-state layer's state, once per sequence
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from mfubench.counting.components import check_tp, components, kv_heads_per_gpu, shard_fraction
 from mfubench.counting.kinds import (
     conv_state_elements,
+    index_key_bytes,
+    index_keys_sum,
     keys_kept,
     keys_sum,
     recurrent_state_elements,
@@ -94,11 +97,16 @@ def kv_bytes_per_token_layer(spec: ModelSpec, kv_dtype: str | None = None, tp: i
 def kv_bytes_per_token(spec: ModelSpec, kv_dtype: str | None = None, tp: int = 1) -> float:
     """KV-cache bytes one token adds across all layers with a KV cache, per GPU (a hybrid's
     fixed-state layers add none: see :func:`state_bytes_per_sequence`)."""
-    return kv_bytes_per_token_layer(spec, kv_dtype, tp) * _kv_layers(spec)
+    return kv_bytes_per_token_layer(spec, kv_dtype, tp) * _kv_layers(spec) + _index_bytes(spec)
 
 
 def _kv_layers(spec: ModelSpec) -> int:
     return sum(layer.attention is not None for layer in spec.layers)
+
+
+def _index_bytes(spec: ModelSpec) -> int:
+    """Bytes of the indexer keys one token adds over the sparse layers (replicated under TP)."""
+    return sum(index_key_bytes(lyr.attention) for lyr in spec.layers if lyr.attention is not None)
 
 
 def kv_dtype_bytes(spec: ModelSpec, kv_dtype: str | None) -> int:
@@ -138,7 +146,7 @@ def kv_cache_bytes(spec: ModelSpec, context: int, kv_dtype: str | None = None, t
     per_layer = kv_bytes_per_token_layer(spec, kv_dtype, tp)
     kv = sum(per_layer * keys_kept(lyr.attention, context)
              for lyr in spec.layers if lyr.attention is not None)
-    return kv + state_bytes_per_sequence(spec, tp)
+    return kv + _index_bytes(spec) * context + state_bytes_per_sequence(spec, tp)
 
 
 def expected_experts(num_experts: int, top_k: int, tokens: int) -> float:
@@ -183,12 +191,17 @@ def _weights_touched(spec: ModelSpec, tokens: int, tp: int) -> dict[str, float]:
 def _kv_read(spec: ModelSpec, groups: tuple[tuple[int, int], ...], kv_dtype: str | None, tp: int) -> float:
     """KV bytes read when ``n`` sequences attend ``c`` tokens each, for every ``(c, n)`` of
     ``groups`` (window-capped per layer); the cost is per distinct length, not per sequence."""
+    return sum(n * _kv_read_positions(spec, c, c, kv_dtype, tp) for c, n in groups)
+
+
+def _kv_read_positions(spec: ModelSpec, first: int, last: int, kv_dtype: str | None, tp: int) -> float:
+    """KV bytes one sequence reads when its queries at positions ``first..last`` attend: each
+    attention layer's attended keys (:func:`~mfubench.counting.kinds.keys_sum`) and a sparse
+    layer's indexer keys (every earlier one)."""
     per_layer = kv_bytes_per_token_layer(spec, kv_dtype, tp)
-    return sum(
-        per_layer * n * sum(keys_sum(lyr.attention, c, c) for lyr in spec.layers
-                            if lyr.attention is not None)
-        for c, n in groups
-    )
+    return sum(per_layer * keys_sum(lyr.attention, first, last)
+               + index_key_bytes(lyr.attention) * index_keys_sum(lyr.attention, first, last)
+               for lyr in spec.layers if lyr.attention is not None)
 
 
 def decode_bytes(spec: ModelSpec, step: DecodeStep, kv_dtype: str | None = None, tp: int = 1) -> StepBytes:
@@ -221,11 +234,8 @@ def decode_span_bytes(
     if steps <= 0:
         return StepBytes({}, {})
     read = {k: v * steps for k, v in _weights_touched(spec, batch, tp).items()}
-    per_layer = kv_bytes_per_token_layer(spec, kv_dtype, tp)
-    read["kv_cache"] = batch * per_layer * sum(
-        keys_sum(layer.attention, first_context + 1, first_context + steps)
-        for layer in spec.layers if layer.attention is not None
-    )
+    read["kv_cache"] = batch * _kv_read_positions(spec, first_context + 1, first_context + steps,
+                                                  kv_dtype, tp)
     write = {"kv_cache": kv_bytes_per_token(spec, kv_dtype, tp) * batch * steps}
     _add_state(spec, read, write, batch * steps, batch * steps, tp)
     return StepBytes(read, write)
@@ -250,6 +260,6 @@ def _kv_read_kept(spec: ModelSpec, context: int, sequences: int, kv_dtype: str |
     """KV bytes read when ``sequences`` sequences read their whole kept cache of ``context``
     tokens once (a prefill chunk), per layer ``keys_kept(context)``."""
     per_layer = kv_bytes_per_token_layer(spec, kv_dtype, tp)
-    return per_layer * sequences * sum(keys_kept(lyr.attention, context) for lyr in spec.layers
-                                       if lyr.attention is not None)
+    kept = sum(keys_kept(lyr.attention, context) for lyr in spec.layers if lyr.attention is not None)
+    return sequences * (per_layer * kept + _index_bytes(spec) * context)
 

@@ -10,6 +10,8 @@ names the file and the field in its error. Families and what each contributes:
 - ``gemma2``, ``gemma3`` (its ``text_config``; ``gemma3_text``): sliding-window layers beside
   full ones, four norms per layer, tied embeddings.
 - ``deepseek_v3``: MLA, MoE with shared experts, the first ``first_k_dense_replace`` layers dense.
+- ``deepseek_v32``: DeepSeek-V3 with DeepSeek Sparse Attention in every layer (an indexer of
+  ``index_n_heads`` x ``index_head_dim`` picks ``index_topk`` keys); HF 5's ``mlp_layer_types``.
 - ``gpt_oss``: alternating sliding-window layers, attention sinks, biased MoE, MXFP4 experts.
 - ``qwen3_next``: ``layer_types`` (else every ``full_attention_interval``-th layer) full
   attention with a gated output and q/k norms, the others gated-delta linear attention; MoE with
@@ -26,15 +28,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from mfubench.errors import ConfigError
-from mfubench.model.mixers import GatedDeltaNet, Mamba2, Mixer, SelfAttention
+from mfubench.model.mixers import GatedDeltaNet, Mamba2, Mixer, SelfAttention, SparseAttention
 from mfubench.model.quant import from_hf_quantization, normalize_dtype
 from mfubench.model.spec import Attention, DenseMLP, Layer, ModelSpec, MoE
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
     "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe",
     "gemma2", "gemma3", "gemma3_text", "deepseek_v3", "gpt_oss",
-    "qwen3_next", "nemotron_h",
+    "qwen3_next", "nemotron_h", "deepseek_v32",
 )
+
+#: The DeepSeek-V3 architecture under its names: MLA and MoE with shared experts (``kimi_k2`` is
+#: Moonshot's name for it in Kimi K2's remote-code config).
+_DEEPSEEK_V3_TYPES = ("deepseek_v3", "deepseek_v32")
 
 
 #: Gemma3TextConfig's defaults (transformers 4.50+), which the published gemma-3 configs rely on:
@@ -271,7 +277,7 @@ def _nemotron_h_layers(cfg: _Reader) -> tuple[Layer, ...]:
 def _attention(cfg: _Reader, model_type: str, hidden: int) -> Attention:
     heads = cfg.get_int("num_attention_heads")
     try:
-        if model_type == "deepseek_v3":
+        if model_type in _DEEPSEEK_V3_TYPES:
             nope = cfg.get_int("qk_nope_head_dim")
             rope = cfg.get_int("qk_rope_head_dim")
             return Attention(
@@ -324,6 +330,17 @@ def _mixers(cfg: _Reader, model_type: str, num_layers: int) -> list[tuple[Mixer,
                              interval_key="full_attention_interval")
         delta = _gated_delta(cfg)
         return [(delta,) if k == "linear_attention" else (SelfAttention(),) for k in kinds]
+    if model_type == "deepseek_v32":  # every layer is DSA ("indexed_attention")
+        try:
+            sparse = SparseAttention(
+                index_heads=cfg.get_int("index_n_heads"),
+                index_head_dim=cfg.get_int("index_head_dim"),
+                top_k=cfg.get_int("index_topk"),
+                q_lora_rank=cfg.get_int("q_lora_rank"),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"{cfg.where}: {exc}") from None
+        return [(sparse,)] * num_layers
     return [(SelfAttention(w),) for w in _windows(cfg, model_type, num_layers)]
 
 
@@ -420,7 +437,7 @@ def _ffns(cfg: _Reader, model_type: str, num_layers: int) -> list[DenseMLP | MoE
                 moe if (i not in mlp_only and (i + 1) % step == 0) else dense
                 for i in range(num_layers)
             ]
-        if model_type == "deepseek_v3":
+        if model_type in _DEEPSEEK_V3_TYPES:
             n_shared = cfg.get_int("n_shared_experts", 0, minimum=0)
             moe_inter = cfg.get_int("moe_intermediate_size")
             moe = MoE(
@@ -431,6 +448,12 @@ def _ffns(cfg: _Reader, model_type: str, num_layers: int) -> list[DenseMLP | MoE
                 router_score_bias=str(cfg.data.get("topk_method", "noaux_tc")) == "noaux_tc",
             )
             dense = DenseMLP(cfg.get_int("intermediate_size"))
+            kinds = cfg.get_list("mlp_layer_types") if model_type == "deepseek_v32" else None
+            if kinds is not None:  # HF 5 writes the per-layer pattern: "dense" or "sparse"
+                if len(kinds) != num_layers or any(k not in ("dense", "sparse") for k in kinds):
+                    raise ConfigError(f"{cfg.where}: field 'mlp_layer_types' must give 'dense' or "
+                                      f"'sparse' for each of the {num_layers} layers")
+                return [moe if k == "sparse" else dense for k in kinds]
             first_dense = cfg.get_int("first_k_dense_replace", 0, minimum=0)
             freq = cfg.get_int("moe_layer_freq", 1)
             return [
