@@ -48,11 +48,23 @@ from mfubench.io.importers._common import Entry, kind, short
 
 #: Keys whose presence marks a ``vllm bench serve`` result.
 MARKERS = ("duration", "completed")
+#: Keys SGLang's ``bench_serving`` writes in every result (its dataset arguments, ``null`` when
+#: unused) and vLLM's writer never does; and keys vLLM's writer always writes and SGLang's never
+#: does. A result with all of the first and none of the second is SGLang's
+#: (:mod:`.sglang_bench`), whose results otherwise look like vLLM's (SGLang's client was adapted
+#: from vLLM's).
+SGLANG_ONLY = ("sharegpt_output_len", "random_input_len", "random_output_len", "random_range_ratio")
+VLLM_ONLY = ("endpoint_type", "num_prompts", "burstiness")
 _PROVENANCE = ("date", "backend", "label", "model_id", "tokenizer_id")
 
 
+def is_sglang_result(doc: Mapping[str, Any]) -> bool:
+    """True for a result SGLang's ``bench_serving`` wrote (see :data:`SGLANG_ONLY`)."""
+    return all(key in doc for key in SGLANG_ONLY) and not any(key in doc for key in VLLM_ONLY)
+
+
 def looks_like_vllm_bench(doc: Mapping[str, Any]) -> bool:
-    return all(key in doc for key in MARKERS)
+    return all(key in doc for key in MARKERS) and not is_sglang_result(doc)
 
 
 def read_vllm_bench(
