@@ -138,3 +138,22 @@ def mamba2_state_update(state: torch.Tensor, hidden_states: torch.Tensor, dt: to
     if D is not None:
         out = out + hidden_states * D
     return out.to(hidden_states.dtype)
+
+
+def llama4_moe_forward(self: Any, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Llama 4's MoE block as served: each routed expert runs on its own tokens only (HF's
+    reference runs every expert on every token, the unrouted ones scaled by 0), the shared
+    expert on all; the same outputs as ``Llama4TextMoe.forward``."""
+    hidden_states = hidden_states.reshape(-1, self.hidden_dim)
+    router_scores, router_logits = self.router(hidden_states)  # (tokens, experts); 0 off top-k
+    _, chosen = torch.topk(router_logits, self.top_k, dim=1)
+    out = self.shared_expert(hidden_states)
+    experts = self.experts
+    for e in range(self.num_experts):
+        tokens = (chosen == e).any(dim=1).nonzero().squeeze(-1)
+        if tokens.numel() == 0:
+            continue
+        x = hidden_states[tokens] * router_scores[tokens, e, None]
+        gate, up = (x @ experts.gate_up_proj[e]).chunk(2, dim=-1)
+        out.index_add_(0, tokens, (up * experts.act_fn(gate)) @ experts.down_proj[e])
+    return out, router_logits

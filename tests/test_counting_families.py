@@ -58,6 +58,15 @@ FAMILIES: dict[str, dict[str, Any]] = {
                          q_lora_rank=40, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8,
                          v_head_dim=12, index_n_heads=3, index_head_dim=16, index_topk=64,
                          rope_scaling=None),
+    # chunked (rotary) layers and a NoPE full one; MoE with a shared expert interleaved with
+    # dense layers of another width (chunk above the test lengths, as windows; the chunking is
+    # tested in closed form)
+    "llama4_text": dict(model_type="llama4_text", hidden_size=64, num_hidden_layers=4,
+                        num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                        intermediate_size=24, intermediate_size_mlp=96, num_local_experts=4,
+                        num_experts_per_tok=1, interleave_moe_layer_step=2,
+                        attention_chunk_size=64, use_qk_norm=True, no_rope_layer_interval=4,
+                        rope_scaling=None),
 }
 
 #: Kernels replaced by their instrumented forms, per family: module -> {name: replacement}.
@@ -73,6 +82,9 @@ INSTRUMENTED: dict[str, dict[str, dict[str, Any]]] = {
         "mamba2_selective_state_update": fo.mamba2_state_update,
         "causal_conv1d_fn": fo.causal_conv1d_fn,
         "causal_conv1d_update": fo.causal_conv1d_update,
+    }},
+    "llama4_text": {"transformers.models.llama4.modeling_llama4": {
+        "Llama4TextMoe.forward": fo.llama4_moe_forward,
     }},
 }
 
@@ -92,12 +104,21 @@ def build(family: str) -> tuple[Any, dict[str, Any]]:
 @pytest.fixture
 def instrumented(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     family = request.node.callspec.params["family"]
+    _instrument(family, monkeypatch)
+    yield
+
+
+def _instrument(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the family's kernels (``name`` or ``Class.method`` in its module)."""
     for module_name, names in INSTRUMENTED.get(family, {}).items():
         module = importlib.import_module(module_name)
-        for name, replacement in names.items():
-            assert hasattr(module, name), (module_name, name)
-            monkeypatch.setattr(module, name, replacement)
-    yield
+        for dotted, replacement in names.items():
+            *owner_path, name = dotted.split(".")
+            owner: Any = module
+            for part in owner_path:
+                owner = getattr(owner, part)
+            assert hasattr(owner, name), (module_name, dotted)
+            monkeypatch.setattr(owner, name, replacement)
 
 
 _BUILT: dict[str, tuple[Any, ModelSpec]] = {}
@@ -129,10 +150,7 @@ def test_instrumented_kernels_give_the_reference_outputs(family: str, monkeypatc
         return out.logits, step.logits
 
     reference = run()
-    for module_name, names in INSTRUMENTED[family].items():
-        module = importlib.import_module(module_name)
-        for name, replacement in names.items():
-            monkeypatch.setattr(module, name, replacement)
+    _instrument(family, monkeypatch)
     ours = run()
     for a, b in zip(reference, ours, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

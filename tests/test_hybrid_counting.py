@@ -15,13 +15,14 @@ from mfubench.counting.kinds import chunk_keys_attended, state_elements
 from mfubench.counting.workload import DecodeStep, PrefillChunk
 from mfubench.errors import ConfigError, MfubenchError, UnknownModelError
 from mfubench.model.hf_config import parse_config
-from mfubench.model.mixers import GatedDeltaNet, SelfAttention, SparseAttention
+from mfubench.model.mixers import ChunkedAttention, GatedDeltaNet, SelfAttention, SparseAttention
 from mfubench.model.registry import bundled_variants, find_bundled, load_model
 from mfubench.model.spec import MoE
 
 #: Bundled configs of the families with new layer kinds (each must run through the CLI).
 NEW_BUNDLED = ["Qwen/Qwen3-Next-80B-A3B-Thinking", "nvidia/Nemotron-H-56B-Base-8K",
-               "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "deepseek-ai/DeepSeek-V3.2"]
+               "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "deepseek-ai/DeepSeek-V3.2",
+               "meta-llama/Llama-4-Scout-17B-16E-Instruct", "meta-llama/Llama-4-Maverick-17B-128E-Instruct"]
 
 
 def test_qwen3_next_layer_kinds_and_exact_total() -> None:
@@ -225,3 +226,35 @@ def test_sparse_attention_attends_top_k_but_indexes_every_key() -> None:
     span = memory.decode_span_bytes(spec, 2, 3000, 5)
     steps = [memory.decode_bytes(spec, DecodeStep.uniform(2, 3000 + k)) for k in range(5)]
     assert span.read["kv_cache"] == pytest.approx(sum(s.read["kv_cache"] for s in steps))
+
+
+def test_llama4_chunked_layers_and_interleaved_moe() -> None:
+    scout = load_model("meta-llama/Llama-4-Scout-17B-16E-Instruct")
+    maverick = load_model("meta-llama/Llama-4-Maverick-17B-128E-Instruct")
+    for spec in (scout, maverick):
+        kinds = [lyr.mixers[0] for lyr in spec.layers]
+        assert kinds == [ChunkedAttention(8192)] * 3 + [SelfAttention()] + kinds[4:]
+        assert sum(isinstance(k, ChunkedAttention) for k in kinds) == 36
+    assert all(isinstance(lyr.ffn, MoE) for lyr in scout.layers)
+    assert [type(lyr.ffn).__name__ for lyr in maverick.layers[:4]] == ["DenseMLP", "MoE"] * 2
+    # the language model of HF's Llama4ForConditionalGeneration (vision tower left out)
+    assert memory.params_total(scout) == 107_769_861_120
+    assert memory.params_total(maverick) == 400_711_848_960
+    # decode: a chunked layer attends the keys of its own chunk, a NoPE layer all of them
+    a, c = scout.attention, 20_000  # position 20001 is the 3617th of its chunk
+    f = flops.decode(scout, DecodeStep.uniform(1, c))
+    assert f["attn_scores"] == 2 * a.num_heads * a.head_dim * (36 * (c % 8192 + 1) + 12 * (c + 1))
+    # the cache keeps at most a chunk in chunked layers: capacity grows by 12 layers past 8192
+    per_layer = 8 * 256 * 2
+    grow = memory.kv_cache_bytes(scout, 100_000) - memory.kv_cache_bytes(scout, 50_000)
+    assert grow == 12 * per_layer * 50_000
+    assert memory.kv_cache_bytes(scout, 8192) == 48 * per_layer * 8192
+    read = memory.decode_bytes(scout, DecodeStep.uniform(1, c)).read["kv_cache"]
+    assert read == per_layer * (36 * (c % 8192 + 1) + 12 * (c + 1))
+    # prefill: pairs within chunks under causal; the rectangle n x min(n, chunk) under palm
+    n = 10_000
+    pre = flops.prefill(scout, PrefillChunk(n), "causal")["attn_scores"]
+    within = 8192 * 8193 // 2 + (n - 8192) * (n - 8192 + 1) // 2
+    assert pre == 2 * a.num_heads * a.head_dim * (36 * within + 12 * n * (n + 1) // 2)
+    palm = flops.prefill(scout, PrefillChunk(n), "palm")["attn_scores"]
+    assert palm == 2 * a.num_heads * a.head_dim * (36 * n * 8192 + 12 * n * n)

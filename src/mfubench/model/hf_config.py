@@ -12,6 +12,10 @@ names the file and the field in its error. Families and what each contributes:
 - ``deepseek_v3``: MLA, MoE with shared experts, the first ``first_k_dense_replace`` layers dense.
 - ``deepseek_v32``: DeepSeek-V3 with DeepSeek Sparse Attention in every layer (an indexer of
   ``index_n_heads`` x ``index_head_dim`` picks ``index_topk`` keys); HF 5's ``mlp_layer_types``.
+- ``llama4`` (its ``text_config``; ``llama4_text``): rotary layers attend within chunks of
+  ``attention_chunk_size``, NoPE layers everything; MoE layers (``moe_layers`` or every
+  ``interleave_moe_layer_step``-th) of top-k experts beside a shared one of the same size, the
+  others dense of ``intermediate_size_mlp``; its q/k L2 norm has no weights.
 - ``gpt_oss``: alternating sliding-window layers, attention sinks, biased MoE, MXFP4 experts.
 - ``qwen3_next``: ``layer_types`` (else every ``full_attention_interval``-th layer) full
   attention with a gated output and q/k norms, the others gated-delta linear attention; MoE with
@@ -28,14 +32,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from mfubench.errors import ConfigError
-from mfubench.model.mixers import GatedDeltaNet, Mamba2, Mixer, SelfAttention, SparseAttention
+from mfubench.model.mixers import (
+    ChunkedAttention,
+    GatedDeltaNet,
+    Mamba2,
+    Mixer,
+    SelfAttention,
+    SparseAttention,
+)
 from mfubench.model.quant import from_hf_quantization, normalize_dtype
 from mfubench.model.spec import Attention, DenseMLP, Layer, ModelSpec, MoE
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
     "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe",
     "gemma2", "gemma3", "gemma3_text", "deepseek_v3", "gpt_oss",
-    "qwen3_next", "nemotron_h", "deepseek_v32",
+    "qwen3_next", "nemotron_h", "deepseek_v32", "llama4", "llama4_text",
 )
 
 #: The DeepSeek-V3 architecture under its names: MLA and MoE with shared experts (``kimi_k2`` is
@@ -54,6 +65,10 @@ _GEMMA3_TEXT_DEFAULTS: dict[str, Any] = {
     "max_position_embeddings": 131_072,
     "tie_word_embeddings": True,
 }
+
+
+#: Multimodal configs whose language model is their ``text_config`` (its own ``model_type``).
+_TEXT_TOWERS = {"gemma3": "gemma3_text", "llama4": "llama4_text"}
 
 
 #: The largest size a config field may give (2^40: a thousand times any real model's), and the
@@ -119,19 +134,20 @@ def parse_config(config: Mapping[str, Any], name: str = "config.json") -> ModelS
     if not isinstance(model_type, str):
         raise ConfigError(f"{name}: missing field 'model_type'")
     top = _Reader(config, name)
-    if model_type == "gemma3":
+    if model_type in _TEXT_TOWERS:
         text = config.get("text_config")
         if not isinstance(text, Mapping):
-            raise ConfigError(f"{name}: gemma3 config without a 'text_config' object")
-        merged = {**_GEMMA3_TEXT_DEFAULTS, **text}
-        merged.setdefault("model_type", "gemma3_text")
+            raise ConfigError(f"{name}: {model_type} config without a 'text_config' object")
+        defaults = _GEMMA3_TEXT_DEFAULTS if model_type == "gemma3" else {}
+        merged = {**defaults, **text}
+        merged.setdefault("model_type", _TEXT_TOWERS[model_type])
         for key in ("quantization_config", "torch_dtype", "dtype", "tie_word_embeddings"):
             if key in config and key not in merged:
                 merged[key] = config[key]
         spec = parse_config(merged, f"{name} (text_config)")
         from dataclasses import replace
 
-        return replace(spec, name=name, model_type="gemma3")
+        return replace(spec, name=name, model_type=model_type)
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ConfigError(
             f"{name}: model_type {model_type!r} is not supported; supported: "
@@ -330,6 +346,8 @@ def _mixers(cfg: _Reader, model_type: str, num_layers: int) -> list[tuple[Mixer,
                              interval_key="full_attention_interval")
         delta = _gated_delta(cfg)
         return [(delta,) if k == "linear_attention" else (SelfAttention(),) for k in kinds]
+    if model_type == "llama4_text":
+        return _llama4_mixers(cfg, num_layers)
     if model_type == "deepseek_v32":  # every layer is DSA ("indexed_attention")
         try:
             sparse = SparseAttention(
@@ -342,6 +360,32 @@ def _mixers(cfg: _Reader, model_type: str, num_layers: int) -> list[tuple[Mixer,
             raise ConfigError(f"{cfg.where}: {exc}") from None
         return [(sparse,)] * num_layers
     return [(SelfAttention(w),) for w in _windows(cfg, model_type, num_layers)]
+
+
+def _llama4_mixers(cfg: _Reader, num_layers: int) -> list[tuple[Mixer, ...]]:
+    """Llama 4's iRoPE layers: rotary layers attend within chunks of ``attention_chunk_size``,
+    the others (NoPE) attend everything. From ``layer_types`` where HF 5 writes it, else
+    ``no_rope_layers`` (1 = rotary), else HF's default of one NoPE layer every
+    ``no_rope_layer_interval`` (4)."""
+    chunk = cfg.opt_int("attention_chunk_size")
+    listed = cfg.get_list("layer_types")
+    if listed is not None:
+        kinds = _layer_types(cfg, num_layers, ("chunked_attention", "full_attention"),
+                             interval_key="no_rope_layer_interval")
+        chunked = [k == "chunked_attention" for k in kinds]
+    else:
+        rope = cfg.get_list("no_rope_layers") or []
+        if rope:
+            if len(rope) != num_layers or any(v not in (0, 1) for v in rope):
+                raise ConfigError(f"{cfg.where}: field 'no_rope_layers' must give 0 or 1 for each of "
+                                  f"the {num_layers} layers")
+            chunked = [v == 1 for v in rope]
+        else:
+            interval = cfg.get_int("no_rope_layer_interval", 4)
+            chunked = [(i + 1) % interval != 0 for i in range(num_layers)]
+    if chunk is None:
+        return [(SelfAttention(),)] * num_layers
+    return [(ChunkedAttention(chunk),) if c else (SelfAttention(),) for c in chunked]
 
 
 def _layer_types(cfg: _Reader, num_layers: int, allowed: tuple[str, ...], *,
@@ -459,6 +503,26 @@ def _ffns(cfg: _Reader, model_type: str, num_layers: int) -> list[DenseMLP | MoE
             return [
                 moe if (i >= first_dense and i % freq == 0) else dense for i in range(num_layers)
             ]
+        if model_type == "llama4_text":
+            inter = cfg.get_int("intermediate_size")
+            moe = MoE(
+                num_experts=cfg.get_int("num_local_experts"),
+                top_k=cfg.get_int("num_experts_per_tok"),
+                expert_intermediate_size=inter,
+                shared_intermediate_size=inter,
+            )
+            dense = DenseMLP(cfg.get_int("intermediate_size_mlp"))
+            listed = cfg.get_list("moe_layers")
+            if listed is not None:
+                if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < num_layers
+                           for i in listed):
+                    raise ConfigError(f"{cfg.where}: field 'moe_layers' must list layer indices "
+                                      f"below {num_layers}")
+                moe_at = set(listed)
+            else:
+                step = cfg.get_int("interleave_moe_layer_step", 1)
+                moe_at = set(range(step - 1, num_layers, step))
+            return [moe if i in moe_at else dense for i in range(num_layers)]
         if model_type == "gpt_oss":
             top_k = _first_int(cfg, "num_experts_per_tok", "experts_per_token")
             moe = MoE(
