@@ -265,3 +265,44 @@ def test_connection_refused() -> None:
 
     r = asyncio.run(go())
     assert r.error_kind == "connect" and r.error is not None and "cannot connect" in r.error
+
+
+def test_each_engine_gets_its_own_dialect_of_the_one_request() -> None:
+    from mfubench.measure.engine import LLAMA_CPP, OPENAI, VLLM
+
+    vllm, llama, other = (completion_body("m", [5, 6], 4, e) for e in (VLLM, LLAMA_CPP, OPENAI))
+    assert vllm["min_tokens"] == vllm["max_tokens"] == 4 and vllm["ignore_eos"] is True
+    assert "min_tokens" not in llama and llama["max_tokens"] == 4 and llama["ignore_eos"] is True
+    assert llama["cache_prompt"] is False and "cache_prompt" not in vllm
+    assert other == vllm  # an unknown OpenAI-compatible server takes vLLM's request
+    assert LLAMA_CPP.headers == {"Connection": "close"} and not VLLM.headers
+
+
+def test_the_engine_is_detected_by_what_the_server_answers() -> None:
+    """``/props`` of llama.cpp's shape: llama.cpp; ``/version``: vLLM; neither: generic."""
+    from mfubench.measure.engine import LLAMA_CPP, OPENAI, VLLM
+
+    async def props(request: web.Request) -> web.Response:
+        return web.json_response({"total_slots": 2, "build_info": "b1234-abc"})
+
+    async def version(request: web.Request) -> web.Response:
+        return web.json_response({"version": "0.32.0"})
+
+    async def detect(routes: dict[str, Any]) -> tuple[Any, str | None]:
+        app = web.Application()
+        for path, handler in routes.items():
+            app.router.add_get(path, handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            async with CompletionClient(f"http://127.0.0.1:{port}") as client:
+                return await client.identify()
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(detect({"/props": props})) == (LLAMA_CPP, "b1234-abc")
+    assert asyncio.run(detect({"/version": version})) == (VLLM, "0.32.0")
+    assert asyncio.run(detect({})) == (OPENAI, None)

@@ -66,10 +66,18 @@ def register(sub: Any) -> None:
     )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--endpoint", metavar="URL", help="base URL of an OpenAI-compatible server")
-    where.add_argument("--launch", choices=("vllm",), help="start this engine on 127.0.0.1 for the run")
+    where.add_argument("--launch", choices=("vllm", "llama.cpp"),
+                       help="start this engine on 127.0.0.1 for the run (llama.cpp: from the xllamacpp wheel)")
     p.add_argument("--model", required=True,
-                   help="what the FLOPs are counted for (an id, a folder or a config.json); "
-                   "with --launch, the folder or id vLLM serves")
+                   help="what the FLOPs are counted for (an id, a folder, a config.json or a .gguf "
+                   "file); with --launch, what the engine serves (llama.cpp: a .gguf, or a folder "
+                   "converted to one first, at --gguf-type)")
+    p.add_argument("--gguf-type", default=None, metavar="TYPE",
+                   help="--launch llama.cpp with a folder: the GGUF file type to write it as (F16, "
+                   "BF16, F32, Q8_0, Q4_K_M, ...; default F16, or --dtype's bf16/fp16/fp32)")
+    p.add_argument("--slots", type=positive_int, default=None, metavar="N",
+                   help="--launch llama.cpp: parallel slots, the most requests decoded together "
+                   "(default: the largest batch or concurrency, 8 for a rate)")
     p.add_argument("--hardware", required=True, help="the accelerator (a catalog name) the server runs on")
     p.add_argument("--batch-sizes", type=int_list, default=None, metavar="B,...",
                    help="static batches: B requests sent at once (default 1)")
@@ -138,8 +146,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.engine_args and not args.launch:
         raise MfubenchError(f"extra engine arguments {' '.join(args.engine_args)!r} need --launch")
-    if args.launch:
+    if args.launch == "vllm":
         launch_dtype(args.dtype)  # a format a launched vLLM cannot take fails before anything starts
+    if args.gguf_type is not None and args.launch != "llama.cpp":
+        raise MfubenchError("--gguf-type converts a folder for --launch llama.cpp")
+    if args.slots is not None and args.launch != "llama.cpp":
+        raise MfubenchError("--slots sets a launched llama.cpp's parallel slots")
+    if args.launch == "llama.cpp":
+        prepare_llamacpp(args)  # the counted model is the served file
     from mfubench.commands.run_levels import level_plans, run_levels_command
 
     levels = level_plans(args)
@@ -338,6 +352,10 @@ def _server(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[], str | 
     if not args.launch:
         yield str(args.endpoint).rstrip("/"), lambda: None
         return
+    if args.launch == "llama.cpp":
+        with _llamacpp_server(args) as served:
+            yield served
+        return
     from mfubench.measure.server import launch_vllm
 
     extra = list(args.engine_args)
@@ -352,14 +370,78 @@ def _server(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[], str | 
         startup_timeout_s=args.startup_timeout,
         dtype=served_dtype,
     ) as server:
+        yield server.url, _gone(server)
 
-        def check() -> str | None:
-            if server.alive():
-                return None
-            code = server.process.returncode
-            return f"the launched vLLM exited with code {code} (log {server.log_path}): {server.log_tail(5)}"
 
-        yield server.url, check
+def _gone(server: Any) -> Callable[[], str | None]:
+    def check() -> str | None:
+        if server.alive():
+            return None
+        code = server.process.returncode
+        return f"the launched {server.name} exited with code {code} (log {server.log_path}): {server.log_tail(5)}"
+
+    return check
+
+
+#: ``--dtype`` of a folder converted for llama.cpp -> the GGUF file type written.
+_GGUF_TYPES = {"bf16": "BF16", "fp16": "F16", "fp32": "F32"}
+
+
+def prepare_llamacpp(args: argparse.Namespace) -> None:
+    """``--launch llama.cpp``: make ``args.model`` the GGUF file served (a folder is written as
+    one first, beside ``--out``, at ``--gguf-type``), before anything is counted, so that the
+    analysis counts the file's own bytes; record the folder in ``args.converted_from``."""
+    model = Path(args.model)
+    if model.is_file():
+        if args.gguf_type is not None:
+            raise MfubenchError(f"--gguf-type converts a folder; {model} is already a file")
+        return
+    if not model.is_dir():
+        raise MfubenchError(f"--launch llama.cpp serves a .gguf file or a local model folder, not {args.model!r}")
+    if args.dtype is not None and args.dtype not in _GGUF_TYPES:
+        raise MfubenchError(f"--dtype {args.dtype} with --launch llama.cpp: give --gguf-type (Q8_0, Q4_K_M, ...)")
+    from mfubench.model.gguf_writer import FILE_TYPES, write_gguf
+
+    ftype = (args.gguf_type or _GGUF_TYPES.get(args.dtype or "fp16", "F16")).upper()
+    if ftype not in FILE_TYPES:
+        raise MfubenchError(f"--gguf-type {ftype}: expected one of {', '.join(FILE_TYPES)}")
+    out = args.out.with_name(f"{model.resolve().name}-{ftype}.gguf")
+    if not out.exists():
+        write_gguf(model, out, ftype)
+        print(f"wrote {out} ({ftype}) from {model} for llama.cpp", file=sys.stderr)
+    args.converted_from, args.model, args.dtype = str(model), str(out), None
+
+
+def llamacpp_slots(args: argparse.Namespace) -> int:
+    """Parallel slots of a launched llama.cpp: ``--slots``, else what the sweep needs at once."""
+    if args.slots is not None:
+        return int(args.slots)
+    if args.concurrency:
+        return int(max(args.concurrency))
+    if args.request_rate or getattr(args, "workload", None):
+        return 8
+    return int(max(args.batch_sizes or (1,)))
+
+
+@contextmanager
+def _llamacpp_server(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[], str | None]]]:
+    import importlib.metadata
+
+    from mfubench.measure.server import launch_llamacpp
+
+    try:
+        args.launched = f"xllamacpp {importlib.metadata.version('xllamacpp')}"
+    except importlib.metadata.PackageNotFoundError:
+        raise MfubenchError("--launch llama.cpp needs the xllamacpp wheel: pip install 'mfubench[llamacpp]'") from None
+    with launch_llamacpp(
+        args.model,
+        log_path=args.out.with_name(args.out.name + ".llamacpp.log"),
+        ctx_per_slot=args.max_model_len or launch_max_model_len(args),
+        parallel=llamacpp_slots(args),
+        extra_args=list(args.engine_args),
+        startup_timeout_s=min(args.startup_timeout, 300.0),
+    ) as server:
+        yield server.url, _gone(server)
 
 
 async def _measure(
@@ -386,13 +468,13 @@ async def _measure(
         if args.served_model and args.served_model not in models:
             raise ServerError(f"{url} does not serve {args.served_model!r}; it lists {', '.join(models)}")
         client.model = served
-        version = await client.version()
+        engine, version = await client.identify()
         maker = await _text_prompts(client, local, token_range) if mode == "text" else None
         finished = set(existing.points) if existing else set()
         todo = [k for k in plan.points() if k not in finished]
         with ResultsLog(args.out) as log:
             if existing is None:
-                log.write({**header(args, served, version), "prompt_mode": mode})
+                log.write({**header(args, served, engine.name, version), "prompt_mode": mode})
             with _progress(len(todo) * plan.repeats) as (advance, say):
                 hooks = SweepHooks(
                     check_server=check_server,
@@ -400,7 +482,7 @@ async def _measure(
                     on_point=lambda point: say(point_line(point)),
                 )
                 rng = random.Random(args.seed)
-                with _client_pool(args, url, served, api_key) as batcher:
+                with _client_pool(args, url, served, api_key, engine.name) as batcher:
                     await run_sweep(client, plan, analyze, log, token_range=token_range, rng=rng,
                                     finished=finished, hooks=hooks, batcher=batcher, prompts=maker)
     points = read_results(args.out).points
@@ -423,25 +505,27 @@ async def _text_prompts(client: Any, local: Any, token_range: tuple[int, int]) -
 
 
 @contextmanager
-def _client_pool(args: argparse.Namespace, url: str, served: str, api_key: str | None) -> Iterator[Any]:
+def _client_pool(args: argparse.Namespace, url: str, served: str, api_key: str | None,
+                 engine: str = "vllm") -> Iterator[Any]:
     """``--client-procs N`` > 1: a pool of client processes sharing each batch; else None."""
     if args.client_procs <= 1:
         yield None
         return
     from mfubench.measure.multiproc import ClientPool
 
-    with ClientPool(url, procs=args.client_procs, model=served, api_key=api_key, timeout_s=args.timeout) as pool:
+    with ClientPool(url, procs=args.client_procs, model=served, api_key=api_key, timeout_s=args.timeout,
+                    engine=engine) as pool:
         yield pool
 
 
-def header(args: argparse.Namespace, served_model: str, engine_version: str | None) -> dict[str, Any]:
+def header(args: argparse.Namespace, served_model: str, engine: str, engine_version: str | None) -> dict[str, Any]:
     """The provenance line: tool and engine, model, hardware, convention, args without secrets."""
-    return {
+    line = {
         "type": "header",
         "schema_version": SCHEMA_VERSION,
         "tool": "mfubench",
         "tool_version": __version__,
-        "engine": "vllm" if engine_version is not None else "openai-compatible",
+        "engine": engine,
         "engine_version": engine_version,
         "served_model": served_model,
         "model": args.model,
@@ -451,6 +535,11 @@ def header(args: argparse.Namespace, served_model: str, engine_version: str | No
         "args": safe_args(args),
         "started_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+    if getattr(args, "converted_from", None):
+        line["converted_from"] = str(args.converted_from)  # the folder the served GGUF was written from
+    if getattr(args, "launched", None):
+        line["launched"] = args.launched  # the engine package that served, and its version
+    return line
 
 
 def safe_args(args: argparse.Namespace) -> dict[str, Any]:

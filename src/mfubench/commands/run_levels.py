@@ -167,12 +167,12 @@ async def _measure(args: argparse.Namespace, plans: list[LevelPlan], url: str, c
         if not served:
             raise ServerError(f"{url}/v1/models lists no model; pass --served-model")
         client.model = served
-        version = await client.version()
+        engine, version = await client.identify()
         finished = set(existing.points) if existing else set()
         todo = [p for p in plans if p.key not in finished]
         with ResultsLog(args.out) as log:
             if existing is None:
-                log.write({**run_command.header(args, served, version), "prompt_mode": "ids",
+                log.write({**run_command.header(args, served, engine.name, version), "prompt_mode": "ids",
                            "load": plans[0].load.kind})
             with run_command._progress(len(todo)) as (advance, say):
                 def on_level(level: Any) -> None:

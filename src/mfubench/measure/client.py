@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from mfubench.errors import ServerError
+from mfubench.measure.engine import LLAMA_CPP, OPENAI, VLLM, Engine, from_props
 from mfubench.measure.sse import DEFAULT_MAX_EVENT_BYTES, SSEError, SSEParser
 
 #: ``error_kind`` values of a :class:`RequestRecord`.
@@ -44,7 +45,7 @@ ERROR_KINDS = ("connect", "http", "timeout", "disconnect", "protocol", "server")
 
 _EXCERPT_CHARS = 300
 
-_fast_chunk: Callable[[str], tuple[Any, list[Any]] | None] | None
+_fast_chunk: Callable[[str], tuple[Any, list[Any], Any] | None] | None
 try:  # msgspec where installed (it comes with vLLM): the hot path's chunk decoder
     from mfubench.measure.fast_chunk import decode_chunk as _fast_chunk
 except ImportError:
@@ -99,6 +100,9 @@ class RequestRecord:
         error: one line saying what went wrong, or None.
         error_kind: one of :data:`ERROR_KINDS`, or None.
         http_status: the status of a non-200 answer (429, 503: worth a retry; 4xx: not).
+        engine_prefill_s / engine_decode_s: the engine's own times of the request's prefill
+            and decode, where it reports them (llama.cpp's ``timings.prompt_ms`` and
+            ``predicted_ms``); None otherwise.
     """
 
     batch_size: int
@@ -116,6 +120,8 @@ class RequestRecord:
     error: str | None = None
     error_kind: str | None = None
     http_status: int | None = None
+    engine_prefill_s: float | None = None
+    engine_decode_s: float | None = None
 
     @property
     def first_token_at_s(self) -> float | None:
@@ -161,6 +167,8 @@ class RequestRecord:
             "error": self.error,
             "error_kind": self.error_kind,
             "http_status": self.http_status,
+            "engine_prefill_s": self.engine_prefill_s,
+            "engine_decode_s": self.engine_decode_s,
         }
 
 
@@ -181,6 +189,7 @@ class StreamRecorder:
     itl_s: list[float] = field(default_factory=list)
     streamed_tokens: int = 0
     usage: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None
     finish_reason: str | None = None
     done_s: float | None = None
     error: str | None = None
@@ -196,6 +205,8 @@ class StreamRecorder:
             if fast is not None:
                 if isinstance(fast[0], dict):
                     self.usage = fast[0]
+                if isinstance(fast[2], dict):
+                    self.timings = fast[2]
                 for choice in fast[1]:
                     ids = choice.token_ids
                     count = len(ids) if isinstance(ids, list) else int(isinstance(choice.text, str) and bool(choice.text))
@@ -218,6 +229,8 @@ class StreamRecorder:
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.usage = usage
+        if isinstance(chunk.get("timings"), dict):
+            self.timings = chunk["timings"]
         choices = chunk.get("choices")
         if not isinstance(choices, list):
             return self.fail("protocol", f"malformed chunk (no choices): {_excerpt(data)}", now_s)
@@ -276,12 +289,23 @@ class StreamRecorder:
             error=self.error,
             error_kind=self.error_kind,
             http_status=self.http_status,
+            engine_prefill_s=_ms_or_none(self.timings, "prompt_ms"),
+            engine_decode_s=_ms_or_none(self.timings, "predicted_ms"),
         )
 
 
-def completion_body(model: str, prompt: Prompt, output_tokens: int) -> dict[str, Any]:
-    """The request body asking for exactly ``output_tokens`` tokens after ``prompt``, streamed."""
-    return {
+def _ms_or_none(timings: dict[str, Any] | None, key: str) -> float | None:
+    """``timings[key]`` milliseconds in seconds; None when absent or not a finite number >= 0."""
+    value = (timings or {}).get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e12:
+        return None
+    return float(value) / 1e3
+
+
+def completion_body(model: str, prompt: Prompt, output_tokens: int, engine: Engine = VLLM) -> dict[str, Any]:
+    """The request body asking for exactly ``output_tokens`` tokens after ``prompt``, streamed,
+    in ``engine``'s dialect (:mod:`mfubench.measure.engine`)."""
+    return engine.body({
         "model": model,
         "prompt": prompt.text if isinstance(prompt, TextPrompt) else list(prompt),
         "max_tokens": output_tokens,
@@ -290,7 +314,7 @@ def completion_body(model: str, prompt: Prompt, output_tokens: int) -> dict[str,
         "stream": True,
         "stream_options": {"include_usage": True},
         "return_token_ids": True,
-    }
+    })
 
 
 def default_token_range(vocab_size: int) -> tuple[int, int]:
@@ -331,6 +355,7 @@ class CompletionClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.engine: Engine = VLLM  # what the server speaks: detect_engine() finds out
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self._max_event_bytes = max_event_bytes
@@ -363,10 +388,11 @@ class CompletionClient:
         planned_s = time.monotonic()
         recorder = StreamRecorder(batch_size, prompt_tokens(prompt), output_tokens, planned_s, planned_s)
         parser = SSEParser(self._max_event_bytes)
-        body = completion_body(self.model, prompt, output_tokens)
+        body = completion_body(self.model, prompt, output_tokens, self.engine)
         sent: dict[str, float] = {}
         try:
-            async with self.session.post(f"{self.base_url}/v1/completions", json=body, trace_request_ctx=sent) as resp:
+            async with self.session.post(f"{self.base_url}/v1/completions", json=body, trace_request_ctx=sent,
+                                         headers=self.engine.headers or None) as resp:
                 recorder.sent_s = sent.get("sent_s", planned_s)
                 if resp.status != 200:
                     text = await resp.text(errors="replace")
@@ -450,6 +476,32 @@ class CompletionClient:
         except ServerError:
             return None
         return str(reply["version"]) if isinstance(reply, dict) and "version" in reply else None
+
+    async def detect_engine(self) -> Engine:
+        """The engine behind the URL (:mod:`mfubench.measure.engine`): llama.cpp when ``/props``
+        is its, vLLM when ``/version`` answers, else a generic OpenAI-compatible server; also
+        set as :attr:`engine`."""
+        try:
+            props = await self.get_json("/props")
+        except ServerError:
+            props = None
+        if from_props(props):
+            self.engine = LLAMA_CPP
+        elif await self.version() is not None:
+            self.engine = VLLM
+        else:
+            self.engine = OPENAI
+        return self.engine
+
+    async def identify(self) -> tuple[Engine, str | None]:
+        """The engine (:meth:`detect_engine`) and its version: vLLM's ``/version``, llama.cpp's
+        build from ``/props`` (``build_info``), None where the server names none."""
+        engine = await self.detect_engine()
+        if engine is LLAMA_CPP:
+            props = await self.get_json("/props")
+            build = props.get("build_info") if isinstance(props, dict) else None
+            return engine, str(build) if build else None
+        return engine, await self.version()
 
     async def health(self) -> bool:
         """True when ``/health`` answers 200."""

@@ -2,7 +2,7 @@
 ``json.loads`` into dicts, on the client's hot path). Importing this module fails without msgspec;
 the client then keeps to ``json``.
 
-:func:`decode_chunk` answers ``(usage, choices)`` for a chunk of the usual shape and None for
+:func:`decode_chunk` answers ``(usage, choices, timings)`` for a chunk of the usual shape and None for
 anything else (an error object, malformed JSON, no ``choices`` list of objects), which the
 client then reads on its general path, with its exact checks and messages.
 """
@@ -27,6 +27,7 @@ class Chunk(msgspec.Struct):
 
     choices: list[Choice]
     usage: Any = None
+    timings: Any = None  # llama.cpp's engine-side times, on its last chunk
     error: Any = msgspec.UNSET
     object: Any = None
 
@@ -34,12 +35,12 @@ class Chunk(msgspec.Struct):
 _decode = msgspec.json.Decoder(Chunk).decode
 
 
-def decode_chunk(data: str) -> tuple[Any, list[Choice]] | None:
-    """``(usage, choices)`` of a usual chunk; None for anything the general path must judge."""
+def decode_chunk(data: str) -> tuple[Any, list[Choice], Any] | None:
+    """``(usage, choices, timings)`` of a usual chunk; None for anything the general path must judge."""
     try:
         chunk = _decode(data)
     except msgspec.DecodeError:  # malformed, or another shape (ValidationError)
         return None
     if chunk.error is not msgspec.UNSET or chunk.object == "error":
         return None
-    return chunk.usage, chunk.choices
+    return chunk.usage, chunk.choices, chunk.timings

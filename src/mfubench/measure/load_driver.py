@@ -50,6 +50,7 @@ from mfubench.measure.sweep import (
     LOOP_LAG_LIMIT_S,
     count_flags,
     counters_match,
+    engine_timings,
     latency_percentiles,
     metrics_available,
     percentile,
@@ -319,6 +320,9 @@ def level_measurement(result: LevelResult, slo: SLO | None = None) -> tuple[Meas
         "requested_input_tokens": plan.input_tokens, "lengths": plan.source.label,
         "stop": plan.stop,
     }
+    engine = engine_timings(steady)
+    if engine:
+        extra["engine_timings"] = engine
     latency = latency_percentiles(steady)
     if tpots:
         latency["tpot_s"] = {f"p{q}": percentile(tpots, q) for q in (50, 90, 99)}

