@@ -215,6 +215,15 @@ def test_aiperf_bad_load_names_the_field(tmp_path: Path, loadgen: Any, field: st
     assert f"field '{field}'" in message and expected in message
 
 
+def test_aiperf_later_configuration_is_refused_not_guessed(tmp_path: Path) -> None:
+    doc = raw(AIPERF / "rate" / AIPERF_JSON)
+    later = {**doc, "schema_version": "1.4", "aiperf_version": "0.13.0"}
+    assert "field 'schema_version': '1.4': a later AIPerf's export" in error_of(write(tmp_path, AIPERF_JSON, later))
+    doc["input_config"] = {"endpoint": doc["input_config"]["endpoint"],
+                           "phases": [{"name": "profiling", "type": "concurrency", "concurrency": 8}]}
+    assert "field 'input_config.phases'" in error_of(write(tmp_path, AIPERF_JSON, doc))
+
+
 def test_aiperf_csv_bad_cells_name_the_row_metric(tmp_path: Path) -> None:
     text = (AIPERF / "concurrency" / "profile_export_aiperf.csv").read_text()
     shutil.copy(AIPERF / "concurrency" / AIPERF_JSON, tmp_path / AIPERF_JSON)

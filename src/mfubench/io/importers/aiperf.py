@@ -36,6 +36,9 @@ absent from a non-streaming run.
   given (no ``loadgen`` written at all) AIPerf's default of 1.
 - ``input.fixed_schedule`` true: **trace** (requests sent at their recorded times).
 
+Later AIPerf versions write a ``schema_version`` and configure benchmark ``phases`` instead of
+``loadgen``: such an export is refused (its load would be misread), not guessed at.
+
 **CSV.** Rows ``"Header (unit)",avg,min,max,p1,...,std`` (values to two decimals), a blank row,
 then ``Metric,Value`` rows (``Request Count`` carries no unit). The CSV has no configuration: the
 load is read from the ``profile_export_aiperf.json`` the run wrote beside it; an error says so
@@ -84,7 +87,7 @@ def looks_like_aiperf(doc: Mapping[str, Any]) -> bool:
     ``perf_analyzer`` instead of ``loadgen``)."""
     config = doc.get("input_config")
     return (isinstance(config, dict) and "perf_analyzer" not in config
-            and ("endpoint" in config or "loadgen" in config))
+            and (isinstance(config.get("endpoint"), dict) or isinstance(config.get("loadgen"), dict)))
 
 
 def read_aiperf_json(doc: Mapping[str, Any], path: Path, requested: float | None) -> Measurement:
@@ -119,6 +122,9 @@ def _measurement(doc: Mapping[str, Any], labels: Mapping[str, str], config_doc: 
         raise entry.error(name("benchmark_duration"), f"missing or not > 0: {short(duration_s)}")
     failed = _count(entry, get, name, "error_request_count")
     extra.update(duration_s=duration_s, completed=completed, failed=failed or 0)
+    if "schema_version" in config_doc:  # a later AIPerf's (0.13.0 writes "1.4"): other config
+        raise config_entry.error("schema_version", f"{short(config_doc['schema_version'])}: a later "
+                                 "AIPerf's export, whose configuration is not the one this reads")
     load, batch_size = _load(config_entry, config_doc.get("input_config"), extra)
 
     inputs, outputs = get("input_sequence_length", _TOKENS), get("output_sequence_length", _TOKENS)
@@ -161,6 +167,9 @@ def _count(entry: Entry, get: Callable[[str, Mapping[str, float]], float | None]
 def _load(entry: Entry, config: object, extra: dict[str, Any]) -> tuple[Load, int]:
     """The load AIPerf held (module docstring), with ``extra["load_from"]``."""
     config = entry.mapping("input_config", config)
+    if "phases" in config:
+        raise entry.error("input_config.phases", "a later AIPerf's configuration (benchmark phases), "
+                          "not the 'loadgen' of the writer this reads: its load is not read")
     loadgen = _section(entry, config, "loadgen")
     inputs = _section(entry, config, "input")
     if inputs.get("fixed_schedule") is True:
