@@ -67,6 +67,27 @@ FAMILIES: dict[str, dict[str, Any]] = {
                         num_experts_per_tok=1, interleave_moe_layer_step=2,
                         attention_chunk_size=64, use_qk_norm=True, no_rope_layer_interval=4,
                         rope_scaling=None),
+    # MLA + MoE under Moonshot's model_type (the DeepSeek-V3 code)
+    "glm4_moe": dict(model_type="glm4_moe", hidden_size=64, num_hidden_layers=3,
+                     num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                     intermediate_size=96, moe_intermediate_size=24, n_routed_experts=6,
+                     n_shared_experts=2, num_experts_per_tok=2, first_k_dense_replace=1,
+                     attention_bias=True, use_qk_norm=True, n_group=1, topk_group=1,
+                     partial_rotary_factor=0.5),
+    "minimax_m2": dict(model_type="minimax_m2", hidden_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                       intermediate_size=24, num_local_experts=6, num_experts_per_tok=2,
+                       rotary_dim=8),
+    "ernie4_5_moe": dict(model_type="ernie4_5_moe", hidden_size=64, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, intermediate_size=96,
+                         moe_intermediate_size=24, moe_num_experts=6, moe_k=2,
+                         moe_num_shared_experts=2, moe_layer_start_index=1,
+                         moe_layer_end_index=-1, moe_layer_interval=1, use_bias=True,
+                         tie_word_embeddings=False),
+    "hunyuan_v1_moe": dict(model_type="hunyuan_v1_moe", hidden_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                           intermediate_size=24, num_experts=6, moe_topk=2,
+                           attention_bias=True),
 }
 
 #: Kernels replaced by their instrumented forms, per family: module -> {name: replacement}.

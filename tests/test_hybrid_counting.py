@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from importlib.resources import files
 
 import pytest
 
@@ -22,7 +23,9 @@ from mfubench.model.spec import MoE
 #: Bundled configs of the families with new layer kinds (each must run through the CLI).
 NEW_BUNDLED = ["Qwen/Qwen3-Next-80B-A3B-Thinking", "nvidia/Nemotron-H-56B-Base-8K",
                "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "deepseek-ai/DeepSeek-V3.2",
-               "meta-llama/Llama-4-Scout-17B-16E-Instruct", "meta-llama/Llama-4-Maverick-17B-128E-Instruct"]
+               "meta-llama/Llama-4-Scout-17B-16E-Instruct", "meta-llama/Llama-4-Maverick-17B-128E-Instruct",
+               "moonshotai/Kimi-K2-Instruct", "MiniMaxAI/MiniMax-M2.5", "zai-org/GLM-4.6",
+               "baidu/ERNIE-4.5-300B-A47B-PT"]
 
 
 def test_qwen3_next_layer_kinds_and_exact_total() -> None:
@@ -258,3 +261,37 @@ def test_llama4_chunked_layers_and_interleaved_moe() -> None:
     assert pre == 2 * a.num_heads * a.head_dim * (36 * within + 12 * n * (n + 1) // 2)
     palm = flops.prefill(scout, PrefillChunk(n), "palm")["attn_scores"]
     assert palm == 2 * a.num_heads * a.head_dim * (36 * n * 8192 + 12 * n * n)
+
+
+def test_moe_variants_structure() -> None:
+    glm = load_model("zai-org/GLM-4.6")
+    assert glm.attention.qkv_bias and not glm.attention.o_bias and glm.attention.qk_norm
+    assert [type(lyr.ffn).__name__ for lyr in glm.layers[:4]] == ["DenseMLP"] * 3 + ["MoE"]
+    mm = load_model("MiniMaxAI/MiniMax-M2.5")
+    assert mm.attention.qk_norm_full_width and mm.is_moe
+    # the q/k norms span all 48 query and 8 KV heads of 128 in each of the 62 layers
+    norms = memory.param_breakdown(mm)["norms"]
+    assert norms == 62 * 2 * 3072 + 3072 + 62 * (48 + 8) * 128
+    ernie = load_model("baidu/ERNIE-4.5-300B-A47B-PT")
+    kinds = [isinstance(lyr.ffn, MoE) for lyr in ernie.layers]
+    assert kinds == [False] * 3 + [True] * 51 and ernie.tie_word_embeddings
+
+
+def test_kimi_k2_is_the_deepseek_v3_architecture() -> None:
+    raw = json.loads((files("mfubench.model") / "configs" / "moonshotai--Kimi-K2-Instruct.json").read_text())
+    kimi = parse_config(raw, "kimi")
+    as_v3 = parse_config({**raw, "model_type": "deepseek_v3"}, "kimi")
+    assert kimi.layers == as_v3.layers and kimi.attention == as_v3.attention
+    assert kimi.attention.is_mla and kimi.attention.num_heads == 64
+    assert sum(isinstance(lyr.ffn, MoE) for lyr in kimi.layers) == 60
+
+
+def test_hunyuan_takes_experts_per_layer_or_one_for_all() -> None:
+    base = dict(model_type="hunyuan_v1_moe", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, intermediate_size=24, vocab_size=100)
+    one = parse_config({**base, "num_experts": 6, "moe_topk": 2}, "h")
+    listed = parse_config({**base, "num_experts": [6, 8], "moe_topk": [2, 1]}, "h")
+    assert [(lyr.ffn.num_experts, lyr.ffn.top_k) for lyr in one.layers] == [(6, 2), (6, 2)]  # type: ignore[union-attr]
+    assert [(lyr.ffn.num_experts, lyr.ffn.top_k) for lyr in listed.layers] == [(6, 2), (8, 1)]  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="'num_experts' has 3 entries for 2 layers"):
+        parse_config({**base, "num_experts": [6, 8, 8], "moe_topk": 2}, "h")

@@ -115,11 +115,14 @@ def components(spec: ModelSpec) -> tuple[Component, ...]:
         out.append(Component("experts", "expert", expert_w, expert_b, expert_macs, "split", moes))
         shared_w = sum(m.num_matrices * h * m.shared_intermediate_size + (h if m.shared_expert_gate else 0)
                        for m in moes)
+        shared_b = sum((m.num_matrices - 1) * m.shared_intermediate_size + h
+                       for m in moes if m.shared_expert_bias and m.shared_intermediate_size)
         if shared_w:
-            out.append(Component("shared_experts", "linear", shared_w, 0, shared_w, "split"))
+            out.append(Component("shared_experts", "linear", shared_w, shared_b, shared_w, "split"))
     out.append(Component("norms", "norm", 0, norm_vectors, 0, "replicated"))
     lm_weights = 0 if spec.tie_word_embeddings else spec.vocab_size * h
-    out.append(Component("lm_head", "lm_head", lm_weights, 0, spec.vocab_size * h, "split"))
+    lm_bias = spec.vocab_size if spec.lm_head_bias else 0
+    out.append(Component("lm_head", "lm_head", lm_weights, lm_bias, spec.vocab_size * h, "split"))
     return tuple(out)
 
 
@@ -154,7 +157,7 @@ def _attention_components(spec: ModelSpec, n_attn: int) -> tuple[list[Component]
         out.append(Component("k_proj", "linear", k * n_attn, kb * n_attn, k * n_attn, "kv"))
         out.append(Component("v_proj", "linear", v * n_attn, vb * n_attn, v * n_attn, "kv"))
         if a.qk_norm:
-            norm_vectors += 2 * d * n_attn
+            norm_vectors += (hq + hkv if a.qk_norm_full_width else 2) * d * n_attn
     o = hq * dv * h
     out.append(Component("o_proj", "linear", o * n_attn, (h if a.o_bias else 0) * n_attn,
                          o * n_attn, "split"))

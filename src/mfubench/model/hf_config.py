@@ -16,6 +16,15 @@ names the file and the field in its error. Families and what each contributes:
   ``attention_chunk_size``, NoPE layers everything; MoE layers (``moe_layers`` or every
   ``interleave_moe_layer_step``-th) of top-k experts beside a shared one of the same size, the
   others dense of ``intermediate_size_mlp``; its q/k L2 norm has no weights.
+- ``kimi_k2``: Kimi K2's name for the DeepSeek-V3 architecture.
+- ``glm4_moe`` (GLM-4.5/4.6): q/k/v biases (not o), ``use_qk_norm`` per head, the first
+  ``first_k_dense_replace`` layers dense, then shared + routed experts.
+- ``minimax_m2``: q/k RMSNorm over all heads at once, every layer MoE without a shared expert.
+- ``ernie4_5_moe``: ``use_bias`` on every projection and the LM head, MoE from
+  ``moe_layer_start_index`` every ``moe_layer_interval`` layers with shared experts, its score
+  correction bias a parameter.
+- ``hunyuan_v1_moe``: per-head q/k norms, every layer MoE (``num_experts``/``moe_topk`` one or
+  per layer) with a shared MLP, experts and shared MLP of ``intermediate_size``.
 - ``gpt_oss``: alternating sliding-window layers, attention sinks, biased MoE, MXFP4 experts.
 - ``qwen3_next``: ``layer_types`` (else every ``full_attention_interval``-th layer) full
   attention with a gated output and q/k norms, the others gated-delta linear attention; MoE with
@@ -46,12 +55,17 @@ from mfubench.model.spec import Attention, DenseMLP, Layer, ModelSpec, MoE
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
     "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe",
     "gemma2", "gemma3", "gemma3_text", "deepseek_v3", "gpt_oss",
-    "qwen3_next", "nemotron_h", "deepseek_v32", "llama4", "llama4_text",
+    "qwen3_next", "nemotron_h", "deepseek_v32", "llama4", "llama4_text", "kimi_k2",
+    "glm4_moe", "minimax_m2", "ernie4_5_moe", "hunyuan_v1_moe",
 )
 
 #: The DeepSeek-V3 architecture under its names: MLA and MoE with shared experts (``kimi_k2`` is
 #: Moonshot's name for it in Kimi K2's remote-code config).
-_DEEPSEEK_V3_TYPES = ("deepseek_v3", "deepseek_v32")
+_DEEPSEEK_V3_TYPES = ("deepseek_v3", "deepseek_v32", "kimi_k2")
+
+#: Families whose attention carries a per-head q/k RMSNorm (``use_qk_norm`` where the config has
+#: it: GLM-4.5/4.6).
+_QK_NORM_TYPES = ("qwen3", "qwen3_moe", "gemma3_text", "qwen3_next", "hunyuan_v1_moe")
 
 
 #: Gemma3TextConfig's defaults (transformers 4.50+), which the published gemma-3 configs rely on:
@@ -178,7 +192,7 @@ def parse_config(config: Mapping[str, Any], name: str = "config.json") -> ModelS
         weights = from_hf_quantization(config.get("quantization_config"), dtype, name)
     except (ValueError, TypeError) as exc:  # e.g. "bits": "x" or null, a non-list module list
         raise ConfigError(f"{name}: field 'quantization_config': {exc}") from None
-    tie_default = model_type in ("gemma2", "gemma3_text")
+    tie_default = model_type in ("gemma2", "gemma3_text", "ernie4_5_moe")  # HF's defaults
     try:
         return ModelSpec(
             name=name,
@@ -191,6 +205,7 @@ def parse_config(config: Mapping[str, Any], name: str = "config.json") -> ModelS
             weights=weights,
             max_position_embeddings=cfg.opt_int("max_position_embeddings"),
             state_dtype=_state_dtype(cfg, model_type),
+            lm_head_bias=model_type == "ernie4_5_moe" and cfg.get_bool("use_bias"),
         )
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
@@ -319,10 +334,18 @@ def _attention(cfg: _Reader, model_type: str, hidden: int) -> Attention:
                     f"num_attention_heads {heads}"
                 )
             head_dim = hidden // heads
-        # Nemotron-H's attention has no biases whatever attention_bias says (HF and vLLM)
-        biased = cfg.get_bool("attention_bias") and model_type != "nemotron_h"
+        # Nemotron-H's and MiniMax-M2's attention have no biases whatever attention_bias says;
+        # ERNIE 4.5 biases every projection with use_bias; GLM-4.5/4.6 only q, k and v.
+        if model_type in ("nemotron_h", "minimax_m2"):
+            biased = False
+        elif model_type == "ernie4_5_moe":
+            biased = cfg.get_bool("use_bias")
+        else:
+            biased = cfg.get_bool("attention_bias")
         qkv_bias = model_type == "qwen2" or model_type == "qwen2_moe" or biased
-        o_bias = biased
+        o_bias = biased and model_type != "glm4_moe"
+        qk_norm = model_type in _QK_NORM_TYPES or (
+            model_type == "glm4_moe" and cfg.get_bool("use_qk_norm")) or model_type == "minimax_m2"
         return Attention(
             num_heads=heads,
             num_kv_heads=kv_heads,
@@ -330,7 +353,8 @@ def _attention(cfg: _Reader, model_type: str, hidden: int) -> Attention:
             v_head_dim=head_dim,
             qkv_bias=qkv_bias,
             o_bias=o_bias,
-            qk_norm=model_type in ("qwen3", "qwen3_moe", "gemma3_text", "qwen3_next"),
+            qk_norm=qk_norm,
+            qk_norm_full_width=model_type == "minimax_m2",
             sinks=model_type == "gpt_oss",
             output_gate=model_type == "qwen3_next",
         )
@@ -523,6 +547,55 @@ def _ffns(cfg: _Reader, model_type: str, num_layers: int) -> list[DenseMLP | MoE
                 step = cfg.get_int("interleave_moe_layer_step", 1)
                 moe_at = set(range(step - 1, num_layers, step))
             return [moe if i in moe_at else dense for i in range(num_layers)]
+        if model_type == "glm4_moe":  # DeepSeek-style: shared experts, first layers dense
+            moe_inter = cfg.get_int("moe_intermediate_size")
+            moe = MoE(
+                num_experts=_first_int(cfg, "n_routed_experts", "num_local_experts"),
+                top_k=cfg.get_int("num_experts_per_tok"),
+                expert_intermediate_size=moe_inter,
+                shared_intermediate_size=cfg.get_int("n_shared_experts", 1, minimum=0) * moe_inter,
+                router_score_bias=True,
+            )
+            dense = DenseMLP(cfg.get_int("intermediate_size"))
+            first_dense = cfg.get_int("first_k_dense_replace", 1, minimum=0)
+            return [moe if i >= first_dense else dense for i in range(num_layers)]
+        if model_type == "minimax_m2":  # every layer MoE, no shared expert
+            moe = MoE(
+                num_experts=cfg.get_int("num_local_experts"),
+                top_k=cfg.get_int("num_experts_per_tok"),
+                expert_intermediate_size=cfg.get_int("intermediate_size"),
+                router_score_bias=True,
+            )
+            if cfg.get_int("shared_intermediate_size", 0, minimum=0):
+                raise ConfigError(f"{cfg.where}: field 'shared_intermediate_size' must be 0: "
+                                  "MiniMax-M2 as HF and vLLM build it has no shared expert")
+            return [moe] * num_layers
+        if model_type == "ernie4_5_moe":
+            moe_inter = cfg.get_int("moe_intermediate_size")
+            moe = MoE(
+                num_experts=_first_int(cfg, "moe_num_experts", "num_experts"),
+                top_k=_first_int(cfg, "moe_k", "num_experts_per_tok"),
+                expert_intermediate_size=moe_inter,
+                shared_intermediate_size=cfg.get_int("moe_num_shared_experts", 0, minimum=0) * moe_inter,
+                # ERNIE's e_score_correction_bias is an nn.Parameter (one per expert): booked
+                # as the router's bias vector
+                router_bias=True,
+                shared_expert_bias=cfg.get_bool("use_bias"),
+            )
+            dense = DenseMLP(cfg.get_int("intermediate_size"), bias=cfg.get_bool("use_bias"))
+            start = cfg.get_int("moe_layer_start_index", 1, minimum=0)
+            end_raw = cfg.data.get("moe_layer_end_index", -1)
+            end = num_layers - 1 if end_raw == -1 else cfg.get_int("moe_layer_end_index", minimum=0)
+            interval = cfg.get_int("moe_layer_interval", 1)
+            return [moe if (i + 1) % interval == 0 and start <= i <= end else dense
+                    for i in range(num_layers)]
+        if model_type == "hunyuan_v1_moe":
+            inter = cfg.get_int("intermediate_size")
+            # HF builds the experts and the shared MLP at intermediate_size
+            return [MoE(num_experts=e, top_k=k, expert_intermediate_size=inter,
+                        shared_intermediate_size=inter)
+                    for e, k in zip(_per_layer_ints(cfg, "num_experts", num_layers),
+                                    _per_layer_ints(cfg, "moe_topk", num_layers), strict=True)]
         if model_type == "gpt_oss":
             top_k = _first_int(cfg, "num_experts_per_tok", "experts_per_token")
             moe = MoE(
@@ -537,6 +610,17 @@ def _ffns(cfg: _Reader, model_type: str, num_layers: int) -> list[DenseMLP | MoE
         return [DenseMLP(cfg.get_int("intermediate_size"), bias=mlp_bias)] * num_layers
     except ValueError as exc:
         raise ConfigError(f"{cfg.where}: {exc}") from None
+
+
+def _per_layer_ints(cfg: _Reader, key: str, num_layers: int) -> list[int]:
+    """A field HF allows as one integer or one per layer (Hunyuan's ``num_experts``)."""
+    value = cfg.data.get(key)
+    if isinstance(value, list):
+        if len(value) != num_layers:
+            raise ConfigError(f"{cfg.where}: field {key!r} has {len(value)} entries for "
+                              f"{num_layers} layers")
+        return [_Reader({key: v}, cfg.where).get_int(key) for v in value]
+    return [cfg.get_int(key)] * num_layers
 
 
 def _first_int(cfg: _Reader, *keys: str) -> int:

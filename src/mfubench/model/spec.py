@@ -38,6 +38,8 @@ class Attention:
         v_head_dim: value width per head (equal to ``head_dim`` except MLA).
         qkv_bias / o_bias: whether the projections carry a bias vector.
         qk_norm: a per-head RMSNorm on queries and keys (Qwen3, Gemma 3): ``2 * head_dim`` weights.
+        qk_norm_full_width: the q/k RMSNorm spans all heads at once (MiniMax-M2):
+            ``(num_heads + num_kv_heads) * head_dim`` weights instead.
         sinks: one learned sink logit per query head (gpt-oss).
         output_gate: a sigmoid gate per query-head output (Qwen3-Next, Qwen3.5): ``q_proj``
             also yields the gate, ``num_heads * head_dim`` more outputs.
@@ -53,6 +55,7 @@ class Attention:
     qkv_bias: bool = False
     o_bias: bool = False
     qk_norm: bool = False
+    qk_norm_full_width: bool = False
     sinks: bool = False
     output_gate: bool = False
     q_lora_rank: int | None = None
@@ -102,6 +105,8 @@ class MoE:
         router_score_bias: an extra per-expert bias on the scores (DeepSeek-V3
             ``e_score_correction_bias``), a parameter but no matmul.
         expert_bias: each expert's projections carry biases (gpt-oss).
+        shared_expert_bias: the shared expert's projections carry biases (ERNIE 4.5 with
+            ``use_bias``).
         gated: experts (and the shared expert) are gated, 3 matrices (gate, up, down); plain
             experts have 2 (up, down: Nemotron-H's ReLU^2 experts).
     """
@@ -114,6 +119,7 @@ class MoE:
     router_bias: bool = False
     router_score_bias: bool = False
     expert_bias: bool = False
+    shared_expert_bias: bool = False
     gated: bool = True
 
     @property
@@ -174,6 +180,7 @@ class ModelSpec:
         max_position_embeddings: the longest context the config declares.
         state_dtype: the dtype fixed-state layers keep their recurrent state in (None: the
             model dtype; Nemotron-H: its ``mamba_ssm_cache_dtype``, as vLLM keeps it).
+        lm_head_bias: the LM head carries a bias vector (ERNIE 4.5 with ``use_bias``).
     """
 
     name: str
@@ -186,6 +193,7 @@ class ModelSpec:
     weights: WeightFormat = field(default_factory=WeightFormat)
     max_position_embeddings: int | None = None
     state_dtype: str | None = None
+    lm_head_bias: bool = False
 
     def __post_init__(self) -> None:
         if self.hidden_size < 1 or self.vocab_size < 1 or not self.layers:
