@@ -88,6 +88,11 @@ FAMILIES: dict[str, dict[str, Any]] = {
                            num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                            intermediate_size=24, num_experts=6, moe_topk=2,
                            attention_bias=True),
+    # gated short-convolution layers around an attention layer; HF derives the FFN width
+    "lfm2": dict(model_type="lfm2", hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, intermediate_size=144, block_multiple_of=16,
+                 block_ffn_dim_multiplier=1.3, conv_L_cache=3, conv_bias=True,
+                 layer_types=["conv", "full_attention", "conv"], tie_word_embeddings=True),
 }
 
 #: Kernels replaced by their instrumented forms, per family: module -> {name: replacement}.
@@ -101,6 +106,10 @@ INSTRUMENTED: dict[str, dict[str, dict[str, Any]]] = {
     "nemotron_h": {"transformers.models.nemotron_h.modeling_nemotron_h": {
         "mamba2_chunk_scan": fo.mamba2_scan,
         "mamba2_selective_state_update": fo.mamba2_state_update,
+        "causal_conv1d_fn": fo.causal_conv1d_fn,
+        "causal_conv1d_update": fo.causal_conv1d_update,
+    }},
+    "lfm2": {"transformers.models.lfm2.modeling_lfm2": {
         "causal_conv1d_fn": fo.causal_conv1d_fn,
         "causal_conv1d_update": fo.causal_conv1d_update,
     }},

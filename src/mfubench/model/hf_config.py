@@ -25,6 +25,8 @@ names the file and the field in its error. Families and what each contributes:
   correction bias a parameter.
 - ``hunyuan_v1_moe``: per-head q/k norms, every layer MoE (``num_experts``/``moe_topk`` one or
   per layer) with a shared MLP, experts and shared MLP of ``intermediate_size``.
+- ``lfm2``: ``layer_types`` (else ``full_attn_idxs``) of gated short-convolution layers and
+  attention layers with per-head q/k norms; the feed-forward width derived as HF derives it.
 - ``gpt_oss``: alternating sliding-window layers, attention sinks, biased MoE, MXFP4 experts.
 - ``qwen3_next``: ``layer_types`` (else every ``full_attention_interval``-th layer) full
   attention with a gated output and q/k norms, the others gated-delta linear attention; MoE with
@@ -47,6 +49,7 @@ from mfubench.model.mixers import (
     Mamba2,
     Mixer,
     SelfAttention,
+    ShortConv,
     SparseAttention,
 )
 from mfubench.model.quant import from_hf_quantization, normalize_dtype
@@ -56,7 +59,7 @@ SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
     "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe",
     "gemma2", "gemma3", "gemma3_text", "deepseek_v3", "gpt_oss",
     "qwen3_next", "nemotron_h", "deepseek_v32", "llama4", "llama4_text", "kimi_k2",
-    "glm4_moe", "minimax_m2", "ernie4_5_moe", "hunyuan_v1_moe",
+    "glm4_moe", "minimax_m2", "ernie4_5_moe", "hunyuan_v1_moe", "lfm2",
 )
 
 #: The DeepSeek-V3 architecture under its names: MLA and MoE with shared experts (``kimi_k2`` is
@@ -65,7 +68,7 @@ _DEEPSEEK_V3_TYPES = ("deepseek_v3", "deepseek_v32", "kimi_k2")
 
 #: Families whose attention carries a per-head q/k RMSNorm (``use_qk_norm`` where the config has
 #: it: GLM-4.5/4.6).
-_QK_NORM_TYPES = ("qwen3", "qwen3_moe", "gemma3_text", "qwen3_next", "hunyuan_v1_moe")
+_QK_NORM_TYPES = ("qwen3", "qwen3_moe", "gemma3_text", "qwen3_next", "hunyuan_v1_moe", "lfm2")
 
 
 #: Gemma3TextConfig's defaults (transformers 4.50+), which the published gemma-3 configs rely on:
@@ -192,7 +195,9 @@ def parse_config(config: Mapping[str, Any], name: str = "config.json") -> ModelS
         weights = from_hf_quantization(config.get("quantization_config"), dtype, name)
     except (ValueError, TypeError) as exc:  # e.g. "bits": "x" or null, a non-list module list
         raise ConfigError(f"{name}: field 'quantization_config': {exc}") from None
-    tie_default = model_type in ("gemma2", "gemma3_text", "ernie4_5_moe")  # HF's defaults
+    tie_default = model_type in ("gemma2", "gemma3_text", "ernie4_5_moe", "lfm2")  # HF's defaults
+    if model_type == "lfm2" and cfg.has("tie_embedding"):  # LFM2's original name for it
+        tie_default = cfg.get_bool("tie_embedding")
     try:
         return ModelSpec(
             name=name,
@@ -372,6 +377,17 @@ def _mixers(cfg: _Reader, model_type: str, num_layers: int) -> list[tuple[Mixer,
         return [(delta,) if k == "linear_attention" else (SelfAttention(),) for k in kinds]
     if model_type == "llama4_text":
         return _llama4_mixers(cfg, num_layers)
+    if model_type == "lfm2":
+        conv = ShortConv(conv_kernel=cfg.get_int("conv_L_cache", 3), bias=cfg.get_bool("conv_bias"))
+        listed = cfg.get_list("layer_types")
+        if listed is None:  # HF: full attention at full_attn_idxs (default: every layer)
+            full = cfg.get_list("full_attn_idxs")
+            at = set(range(num_layers)) if full is None else set(full)
+            listed = ["full_attention" if i in at else "conv" for i in range(num_layers)]
+            kinds = [str(k) for k in listed]
+        else:
+            kinds = _layer_types(cfg, num_layers, ("conv", "full_attention"), interval_key="")
+        return [(SelfAttention(),) if k == "full_attention" else (conv,) for k in kinds]
     if model_type == "deepseek_v32":  # every layer is DSA ("indexed_attention")
         try:
             sparse = SparseAttention(
@@ -606,10 +622,33 @@ def _ffns(cfg: _Reader, model_type: str, num_layers: int) -> list[DenseMLP | MoE
                 expert_bias=True,
             )
             return [moe] * num_layers
+        if model_type == "lfm2":
+            return [DenseMLP(_lfm2_intermediate(cfg))] * num_layers
         mlp_bias = cfg.get_bool("mlp_bias")
         return [DenseMLP(cfg.get_int("intermediate_size"), bias=mlp_bias)] * num_layers
     except ValueError as exc:
         raise ConfigError(f"{cfg.where}: {exc}") from None
+
+
+def _lfm2_intermediate(cfg: _Reader) -> int:
+    """LFM2's feed-forward width as HF derives it: with ``block_auto_adjust_ff_dim`` (default),
+    ``2/3`` of ``intermediate_size`` (``block_ff_dim``), times ``block_ffn_dim_multiplier``,
+    rounded up to a multiple of ``block_multiple_of``."""
+    inter = _first_int(cfg, "intermediate_size", "block_ff_dim")
+    if not cfg.get_bool("block_auto_adjust_ff_dim", True):
+        return inter
+    inter = int(2 * inter / 3)
+    multiplier = cfg.data.get("block_ffn_dim_multiplier", 1.0)
+    if multiplier is not None:
+        if isinstance(multiplier, bool) or not isinstance(multiplier, int | float) or multiplier <= 0:
+            raise ConfigError(f"{cfg.where}: field 'block_ffn_dim_multiplier' must be a positive "
+                              f"number, got {multiplier!r}")
+        inter = int(multiplier * inter)
+        step = cfg.get_int("block_multiple_of", 256)
+        inter = step * ((inter + step - 1) // step)
+    if inter < 1:
+        raise ConfigError(f"{cfg.where}: the derived feed-forward width is {inter}")
+    return inter
 
 
 def _per_layer_ints(cfg: _Reader, key: str, num_layers: int) -> list[int]:
