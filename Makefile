@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # pip on this kind of machine warns about absent local index folders; keep the log readable.
 QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: demo test test-avx2 lint typecheck clean browser
+.PHONY: demo demo-engines test test-avx2 lint typecheck clean browser
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml Makefile
 
 demo: $(STAMP)
 	$(PY) -m mfubench.demo
+
+# The same tiny model on vLLM CPU and on llama.cpp (xllamacpp), swept alike, then compared.
+demo-engines: $(STAMP)
+	$(PY) -m mfubench.demo_engines
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
@@ -50,4 +54,4 @@ test-avx2: $(STAMP)
 	$(AVX2_ENV) $(PY) -m pytest tests/test_isa_emulation.py tests/test_calibration_bound.py tests/test_cpu_isa.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo .demo-engines
