@@ -93,11 +93,37 @@ FAMILIES: dict[str, dict[str, Any]] = {
                  num_key_value_heads=2, intermediate_size=144, block_multiple_of=16,
                  block_ffn_dim_multiplier=1.3, conv_L_cache=3, conv_bias=True,
                  layer_types=["conv", "full_attention", "conv"], tie_word_embeddings=True),
+    # Qwen3.5 text towers: Qwen3-Next's layer kinds with split in-projections, dense or MoE
+    "qwen3_5_text": dict(model_type="qwen3_5_text", hidden_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                         intermediate_size=96, linear_num_key_heads=2, linear_num_value_heads=4,
+                         linear_key_head_dim=8, linear_value_head_dim=12,
+                         linear_conv_kernel_dim=4,
+                         layer_types=["linear_attention"] * 3 + ["full_attention"]),
+    "qwen3_5_moe_text": dict(model_type="qwen3_5_moe_text", hidden_size=64, num_hidden_layers=4,
+                             num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                             moe_intermediate_size=24, shared_expert_intermediate_size=40,
+                             num_experts=6, num_experts_per_tok=2, linear_num_key_heads=2,
+                             linear_num_value_heads=4, linear_key_head_dim=8,
+                             linear_value_head_dim=12, linear_conv_kernel_dim=4,
+                             full_attention_interval=2),
 }
 
 #: Kernels replaced by their instrumented forms, per family: module -> {name: replacement}.
 INSTRUMENTED: dict[str, dict[str, dict[str, Any]]] = {
     "qwen3_next": {"transformers.models.qwen3_next.modeling_qwen3_next": {
+        "torch_chunk_gated_delta_rule": fo.gated_delta_rule,
+        "torch_recurrent_gated_delta_rule": fo.gated_delta_rule,
+        "causal_conv1d_fn": fo.causal_conv1d_fn,
+        "causal_conv1d_update": fo.causal_conv1d_update,
+    }},
+    "qwen3_5_text": {"transformers.models.qwen3_5.modeling_qwen3_5": {
+        "torch_chunk_gated_delta_rule": fo.gated_delta_rule,
+        "torch_recurrent_gated_delta_rule": fo.gated_delta_rule,
+        "causal_conv1d_fn": fo.causal_conv1d_fn,
+        "causal_conv1d_update": fo.causal_conv1d_update,
+    }},
+    "qwen3_5_moe_text": {"transformers.models.qwen3_5_moe.modeling_qwen3_5_moe": {
         "torch_chunk_gated_delta_rule": fo.gated_delta_rule,
         "torch_recurrent_gated_delta_rule": fo.gated_delta_rule,
         "causal_conv1d_fn": fo.causal_conv1d_fn,

@@ -25,7 +25,7 @@ NEW_BUNDLED = ["Qwen/Qwen3-Next-80B-A3B-Thinking", "nvidia/Nemotron-H-56B-Base-8
                "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "deepseek-ai/DeepSeek-V3.2",
                "meta-llama/Llama-4-Scout-17B-16E-Instruct", "meta-llama/Llama-4-Maverick-17B-128E-Instruct",
                "moonshotai/Kimi-K2-Instruct", "MiniMaxAI/MiniMax-M2.5", "zai-org/GLM-4.6",
-               "baidu/ERNIE-4.5-300B-A47B-PT"]
+               "baidu/ERNIE-4.5-300B-A47B-PT", "Qwen/Qwen3.5-397B-A17B"]
 
 
 def test_qwen3_next_layer_kinds_and_exact_total() -> None:
@@ -295,3 +295,14 @@ def test_hunyuan_takes_experts_per_layer_or_one_for_all() -> None:
     assert [(lyr.ffn.num_experts, lyr.ffn.top_k) for lyr in listed.layers] == [(6, 2), (8, 1)]  # type: ignore[union-attr]
     with pytest.raises(ConfigError, match="'num_experts' has 3 entries for 2 layers"):
         parse_config({**base, "num_experts": [6, 8, 8], "moe_topk": 2}, "h")
+
+
+def test_qwen3_5_is_qwen3_next_kinds_under_a_text_config() -> None:
+    spec = load_model("Qwen/Qwen3.5-397B-A17B")
+    assert spec.model_type == "qwen3_5_moe"
+    kinds = [type(lyr.mixers[0]).__name__ for lyr in spec.layers]
+    assert kinds == (["GatedDeltaNet"] * 3 + ["SelfAttention"]) * 15
+    assert spec.attention.output_gate and all(isinstance(lyr.ffn, MoE) for lyr in spec.layers)
+    assert memory.params_total(spec) == 396_346_350_336  # HF's language model, vision left out
+    fp8 = load_model("Qwen/Qwen3.5-397B-A17B-FP8")
+    assert fp8.weights.name == "fp8-block" and fp8.layers == spec.layers

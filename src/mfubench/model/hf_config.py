@@ -31,6 +31,8 @@ names the file and the field in its error. Families and what each contributes:
 - ``qwen3_next``: ``layer_types`` (else every ``full_attention_interval``-th layer) full
   attention with a gated output and q/k norms, the others gated-delta linear attention; MoE with
   a gated shared expert, as Qwen2-MoE.
+- ``qwen3_5``, ``qwen3_5_moe`` (their ``text_config``): Qwen3-Next's layer kinds; dense MLPs,
+  or MoE with a gated shared expert in every layer.
 - ``nemotron_h``: ``hybrid_override_pattern`` (or HF 5's ``layers_block_type``), one block per
   layer after one norm: Mamba2 ``M``, attention ``*`` (no biases, no rotary), ReLU^2 MLP ``-``,
   MoE of ReLU^2 experts with a shared one ``E``; the recurrent state in
@@ -60,7 +62,11 @@ SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
     "gemma2", "gemma3", "gemma3_text", "deepseek_v3", "gpt_oss",
     "qwen3_next", "nemotron_h", "deepseek_v32", "llama4", "llama4_text", "kimi_k2",
     "glm4_moe", "minimax_m2", "ernie4_5_moe", "hunyuan_v1_moe", "lfm2",
+    "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text",
 )
+
+#: Gated-delta hybrids (3 linear-attention layers to 1 gated full-attention layer by default).
+_GATED_DELTA_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
 
 #: The DeepSeek-V3 architecture under its names: MLA and MoE with shared experts (``kimi_k2`` is
 #: Moonshot's name for it in Kimi K2's remote-code config).
@@ -68,7 +74,7 @@ _DEEPSEEK_V3_TYPES = ("deepseek_v3", "deepseek_v32", "kimi_k2")
 
 #: Families whose attention carries a per-head q/k RMSNorm (``use_qk_norm`` where the config has
 #: it: GLM-4.5/4.6).
-_QK_NORM_TYPES = ("qwen3", "qwen3_moe", "gemma3_text", "qwen3_next", "hunyuan_v1_moe", "lfm2")
+_QK_NORM_TYPES = ("qwen3", "qwen3_moe", "gemma3_text", "hunyuan_v1_moe", "lfm2", *_GATED_DELTA_TYPES)
 
 
 #: Gemma3TextConfig's defaults (transformers 4.50+), which the published gemma-3 configs rely on:
@@ -85,7 +91,8 @@ _GEMMA3_TEXT_DEFAULTS: dict[str, Any] = {
 
 
 #: Multimodal configs whose language model is their ``text_config`` (its own ``model_type``).
-_TEXT_TOWERS = {"gemma3": "gemma3_text", "llama4": "llama4_text"}
+_TEXT_TOWERS = {"gemma3": "gemma3_text", "llama4": "llama4_text", "qwen3_5": "qwen3_5_text",
+                "qwen3_5_moe": "qwen3_5_moe_text"}
 
 
 #: The largest size a config field may give (2^40: a thousand times any real model's), and the
@@ -361,7 +368,7 @@ def _attention(cfg: _Reader, model_type: str, hidden: int) -> Attention:
             qk_norm=qk_norm,
             qk_norm_full_width=model_type == "minimax_m2",
             sinks=model_type == "gpt_oss",
-            output_gate=model_type == "qwen3_next",
+            output_gate=model_type in _GATED_DELTA_TYPES,
         )
     except ValueError as exc:
         raise ConfigError(f"{cfg.where}: {exc}") from None
@@ -370,7 +377,7 @@ def _attention(cfg: _Reader, model_type: str, hidden: int) -> Attention:
 def _mixers(cfg: _Reader, model_type: str, num_layers: int) -> list[tuple[Mixer, ...]]:
     """The token mixers of every layer: softmax attention with its window, or the layer kinds
     a hybrid's ``layer_types`` name."""
-    if model_type == "qwen3_next":
+    if model_type in _GATED_DELTA_TYPES:
         kinds = _layer_types(cfg, num_layers, ("linear_attention", "full_attention"),
                              interval_key="full_attention_interval")
         delta = _gated_delta(cfg)
@@ -501,9 +508,9 @@ def _ffns(cfg: _Reader, model_type: str, num_layers: int) -> list[DenseMLP | MoE
                 expert_intermediate_size=cfg.get_int("intermediate_size"),
             )
             return [moe] * num_layers
-        if model_type in ("qwen2_moe", "qwen3_moe", "qwen3_next"):
+        if model_type in ("qwen2_moe", "qwen3_moe", "qwen3_next", "qwen3_5_moe_text"):
             shared = cfg.get_int("shared_expert_intermediate_size", 0, minimum=0)
-            gated_shared = model_type in ("qwen2_moe", "qwen3_next")
+            gated_shared = model_type in ("qwen2_moe", "qwen3_next", "qwen3_5_moe_text")
             moe = MoE(
                 num_experts=_first_int(cfg, "num_experts", "num_local_experts"),
                 top_k=cfg.get_int("num_experts_per_tok"),
@@ -511,6 +518,8 @@ def _ffns(cfg: _Reader, model_type: str, num_layers: int) -> list[DenseMLP | MoE
                 shared_intermediate_size=shared if gated_shared else 0,
                 shared_expert_gate=gated_shared and shared > 0,
             )
+            if model_type == "qwen3_5_moe_text":  # HF: every layer MoE
+                return [moe] * num_layers
             dense = DenseMLP(cfg.get_int("intermediate_size"))
             step = cfg.get_int("decoder_sparse_step", 1)
             mlp_only_list = cfg.get_list("mlp_only_layers") or []
