@@ -654,3 +654,12 @@ def test_table_rows_under_a_concurrency_or_a_rate(tmp_path: Path) -> None:
 ])
 def test_table_load_errors_name_the_field(tmp_path: Path, text: str, expected: str) -> None:
     assert expected in error_of(write(tmp_path, "bad.csv", text))
+
+
+def test_vllm_bench_percentiles_are_kept_in_seconds() -> None:
+    doc = raw(VLLM / "live_concurrency.json")
+    (m,) = load_measurements(VLLM / "live_concurrency.json")
+    latency = m.extra["latency_percentiles"]
+    assert latency["ttft_s"] == {"p50": doc["median_ttft_ms"] / 1e3, "p99": doc["p99_ttft_ms"] / 1e3}
+    assert latency["tpot_s"]["p99"] == doc["p99_tpot_ms"] / 1e3
+    assert set(latency) == {"ttft_s", "tpot_s", "itl_s"}  # no e2el in this run's percentiles

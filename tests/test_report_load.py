@@ -48,11 +48,16 @@ def page_tags(html: str) -> list[str]:
 
 
 def variant(out: Path, name: str, key: str, level: float, lat: float, dur: float,
-            **fields: Any) -> Path:
+            percentiles: bool = True, **fields: Any) -> Path:
     """The live run ``name`` at another level: per-request timings x ``lat``, duration x ``dur``."""
     doc = json.loads((VLLM / f"{name}.json").read_text())
     doc["ttfts"] = [t * lat for t in doc["ttfts"]]
     doc["itls"] = [[g * lat for g in gaps] for gaps in doc["itls"]]
+    for k in [k for k in doc if k.endswith(("_ttft_ms", "_tpot_ms", "_itl_ms", "_e2el_ms"))]:
+        doc[k] *= lat  # vLLM's summary latencies (means, medians, p99) scale with the requests'
+    if not percentiles:
+        for k in [k for k in doc if k.startswith(("median_", "p99_"))]:
+            del doc[k]
     doc["duration"] *= dur
     doc[key] = level
     doc.update(fields)
@@ -66,13 +71,17 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from mfubench.measure.tiny_model import TEST, llama_config
 
     out = tmp_path_factory.mktemp("load")
+    (out / "means").mkdir()
     config = out / "config.json"
     config.write_text(json.dumps(llama_config(TEST)))
     conc = [variant(out, "live_concurrency", "max_concurrency", c, lat, dur)
             for c, lat, dur in CONCURRENCY]
     above = variant(out, "live_concurrency", "max_concurrency", ABOVE, 1e-5, 1e-5)
     rate = [variant(out, "live_rate", "request_rate", r, lat, dur) for r, lat, dur in RATES]
-    return {"config": str(config), "concurrency": conc, "above": above, "rate": rate, "dir": out}
+    means = [variant(out / "means", "live_concurrency", "max_concurrency", c, lat, dur, percentiles=False)
+             for c, lat, dur in CONCURRENCY]
+    return {"config": str(config), "concurrency": conc, "above": above, "rate": rate, "dir": out,
+            "means": means}
 
 
 def tiny_setup(files: dict[str, Any], hardware: str = "H100-SXM") -> Setup:
@@ -195,9 +204,24 @@ def test_a_level_above_the_peak_is_marked_not_plotted_plain(loaded) -> None:  # 
     assert f"{ABOVE_PEAK_MARK} above peak" in fig
 
 
-def test_ttft_and_tpot_against_the_level_are_the_means_when_no_percentiles(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_ttft_and_tpot_against_the_level_are_vllms_percentiles(loaded) -> None:  # type: ignore[no-untyped-def]
+    """vLLM bench writes medians and p99s: the charts draw them (p50 = vLLM's median)."""
     setup, ms, rows = loaded
-    conc = sorted((m for m in ms if m.load.kind == "concurrency"), key=lambda m: m.load.level or 0)
+    conc = sorted((m for m in ms if m.load.kind == "concurrency" and m.load.level != ABOVE),
+                  key=lambda m: m.load.level or 0)
+    c = chart(rows, setup, "load-ttft-concurrency")
+    p50 = [p for p in series(c, "TTFT p50").points if p.x != ABOVE]
+    p99 = [p for p in series(c, "TTFT p99").points if p.x != ABOVE]
+    assert [p.x for p in p50] == [m.load.level for m in conc]
+    assert [p.y for p in p50] == [m.extra["latency_percentiles"]["ttft_s"]["p50"] for m in conc]
+    assert all(a.y <= b.y for a, b in zip(p50, p99, strict=True))
+
+
+def test_ttft_and_tpot_against_the_level_are_the_means_when_no_percentiles(files) -> None:  # type: ignore[no-untyped-def]
+    setup = tiny_setup(files)
+    ms = measurements(files["means"])
+    rows = analyze(setup, ms)
+    conc = sorted(ms, key=lambda m: m.load.level or 0)
     ttft = series(chart(rows, setup, "load-ttft-concurrency"), "TTFT mean")
     tpot = series(chart(rows, setup, "load-tpot-concurrency"), "TPOT mean")
     assert [p.x for p in ttft.points] == [m.load.level for m in conc]
@@ -384,8 +408,8 @@ def test_report_page_under_load(files, tmp_path: Path) -> None:  # type: ignore[
     for kind, levels in (("concurrency", 7), ("rate", 3)):
         for name in ("mfu", "mbu"):
             assert figures[f"chart-load-{name}-{kind}"]["pt"] == 2 * levels  # decode and total
-        for name in ("ttft", "tpot"):
-            assert figures[f"chart-load-{name}-{kind}"]["pt"] == levels
+        for name in ("ttft", "tpot"):  # vLLM's p50 (median) and p99 per level
+            assert figures[f"chart-load-{name}-{kind}"]["pt"] == 2 * levels
     assert figures["chart-load-pareto"]["pt"] == 10
     assert figures["chart-load-pareto"]["polyline"] >= 3  # the two curves and the frontier
     # the static rows keep their charts against batch, with their points only

@@ -31,12 +31,16 @@ completed``). TPOT counts tokens, ITL chunks, so TPOT is preferred when a chunk 
 several tokens. With the arrays and lengths that differ, the measurement under load carries
 their :class:`~mfubench.analysis.request_mix.RequestMix` (the work is summed per length).
 
-Keys other than these are vLLM's (percentiles, goodput, metadata) and are not checked.
+The latency percentiles (``median_*_ms`` as p50, ``p99_*_ms`` and any other
+``--metric-percentiles``) of TTFT, TPOT, ITL and end-to-end go to
+``extra["latency_percentiles"]`` in seconds, where reports draw them against the load. Keys
+other than these are vLLM's (goodput, metadata) and are not checked.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,6 +48,7 @@ from mfubench.analysis.load import STATIC, Load
 from mfubench.analysis.measurement import Measurement
 from mfubench.analysis.request_mix import RequestMix
 from mfubench.counting.workload import MAX_COUNT
+from mfubench.errors import InputFileError
 from mfubench.io.importers._common import Entry, kind, short
 
 #: Keys whose presence marks a ``vllm bench serve`` result.
@@ -119,6 +124,9 @@ def read_vllm_bench(
     else:
         values.update(_from_summary(entry, doc, completed, extra))
 
+    latency = _percentiles(entry, doc)
+    if latency:
+        extra["latency_percentiles"] = latency
     if total_output > 0:
         values["output_tokens_per_s"] = total_output / duration_s
     values["requested_output_tokens"] = requested_output_tokens
@@ -133,6 +141,28 @@ def read_vllm_bench(
     if load.kind == "rate":
         values["batch_size"] = _mean_in_flight(values, extra)
     return entry.measurement(extra=extra, **values)
+
+
+#: vLLM's metric names -> mfubench's latency names (``latency_percentiles``).
+_LATENCIES = {"ttft": "ttft_s", "tpot": "tpot_s", "itl": "itl_s", "e2el": "e2e_s"}
+_PERCENTILE_KEY = re.compile(r"^(?:p(\d+(?:\.\d+)?)|(median))_(ttft|tpot|itl|e2el)_ms$")
+
+
+def _percentiles(entry: Entry, doc: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """The per-request latency percentiles vLLM wrote (``median_ttft_ms`` as p50,
+    ``p99_ttft_ms``, and any ``--metric-percentiles``), in seconds: ``{"ttft_s": {"p50": ...}}``.
+    vLLM writes 0 where nothing was measured (a non-streaming run's TTFT): left out."""
+    out: dict[str, dict[str, float]] = {}
+    for key, value in doc.items():
+        found = _PERCENTILE_KEY.match(key)
+        if found is None or value is None:
+            continue
+        ms = entry.number(key, value, strict=False)
+        if ms <= 0:
+            continue
+        q = "p50" if found[2] else f"p{float(found[1]):g}"
+        out.setdefault(_LATENCIES[found[3]], {})[q] = ms / 1000.0
+    return out
 
 
 def _mean_in_flight(values: Mapping[str, Any], extra: dict[str, Any]) -> int:
@@ -193,7 +223,10 @@ def _from_arrays(
     outs = [_whole(entry, output_lens, i, "output_lens") for i in ok]
     values: dict[str, Any] = {"input_tokens": sum(ins) / len(ok), "output_tokens": sum(outs) / len(ok)}
     if len(set(zip(ins, outs, strict=True))) > 1 and min(outs) >= 1:
-        values["mix"] = RequestMix.of(zip(ins, outs, strict=True))  # kept under load only
+        try:
+            values["mix"] = RequestMix.of(zip(ins, outs, strict=True))  # kept under load only
+        except InputFileError as exc:
+            raise entry.error("input_lens", str(exc)) from None
 
     if doc.get("ttfts") is not None:
         ttfts = _list(entry, doc, "ttfts", len(input_lens))
