@@ -157,3 +157,28 @@ def llama4_moe_forward(self: Any, hidden_states: torch.Tensor) -> tuple[torch.Te
         gate, up = (x @ experts.gate_up_proj[e]).chunk(2, dim=-1)
         out.index_add_(0, tokens, (up * experts.act_fn(gate)) @ experts.down_proj[e])
     return out, router_logits
+
+
+def kimi_delta_rule(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, g: torch.Tensor,
+                    beta: torch.Tensor, initial_state: torch.Tensor | None = None,
+                    output_final_state: bool = False, use_qk_l2norm_in_kernel: bool = False,
+                    **_: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Kimi Delta Attention token by token (the math of HF's ``recurrent_kimi_delta_attention``:
+    inputs (batch, length, heads, dim), a decay per key channel), its three state products as
+    matmuls: ``3 d d`` multiply-adds per token and head."""
+    dtype = query.dtype
+    q, k, v, decay, b = (x.to(torch.float32) for x in (query, key, value, g, beta))
+    if use_qk_l2norm_in_kernel:
+        q, k = _l2norm(q), _l2norm(k)
+    q = q / q.shape[-1] ** 0.5
+    batch, length, heads, dk = k.shape
+    state = (torch.zeros(batch, heads, dk, v.shape[-1]) if initial_state is None
+             else initial_state.to(torch.float32))
+    out = torch.zeros(batch, length, heads, v.shape[-1])
+    for i in range(length):
+        state = state * decay[:, i].exp()[..., None]
+        predicted = (k[:, i].unsqueeze(-2) @ state).squeeze(-2)
+        delta = (v[:, i] - predicted) * b[:, i][..., None]
+        state = state + k[:, i].unsqueeze(-1) @ delta.unsqueeze(-2)
+        out[:, i] = (q[:, i].unsqueeze(-2) @ state).squeeze(-2)
+    return out.to(dtype), state if output_final_state else None

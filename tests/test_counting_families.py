@@ -107,6 +107,16 @@ FAMILIES: dict[str, dict[str, Any]] = {
                              linear_num_value_heads=4, linear_key_head_dim=8,
                              linear_value_head_dim=12, linear_conv_kernel_dim=4,
                              full_attention_interval=2),
+    # Kimi Delta Attention layers beside an MLA layer (no q LoRA), the first layer dense
+    "kimi_linear": dict(model_type="kimi_linear", hidden_size=64, num_hidden_layers=3,
+                        num_attention_heads=4, num_key_value_heads=4, intermediate_size=96,
+                        moe_intermediate_size=24, num_local_experts=6, n_shared_experts=1,
+                        num_experts_per_tok=2, kv_lora_rank=32, q_lora_rank=None,
+                        qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12,
+                        linear_num_heads=2, linear_head_dim=8, linear_conv_kernel_dim=4,
+                        layer_types=["linear_attention", "full_attention", "linear_attention"],
+                        mlp_layer_types=["dense", "sparse", "sparse"], rope_scaling=None,
+                        pad_token_id=0, bos_token_id=1, eos_token_id=2),
 }
 
 #: Kernels replaced by their instrumented forms, per family: module -> {name: replacement}.
@@ -126,6 +136,12 @@ INSTRUMENTED: dict[str, dict[str, dict[str, Any]]] = {
     "qwen3_5_moe_text": {"transformers.models.qwen3_5_moe.modeling_qwen3_5_moe": {
         "torch_chunk_gated_delta_rule": fo.gated_delta_rule,
         "torch_recurrent_gated_delta_rule": fo.gated_delta_rule,
+        "causal_conv1d_fn": fo.causal_conv1d_fn,
+        "causal_conv1d_update": fo.causal_conv1d_update,
+    }},
+    "kimi_linear": {"transformers.models.kimi_linear.modeling_kimi_linear": {
+        "chunk_kimi_delta_attention": fo.kimi_delta_rule,
+        "recurrent_kimi_delta_attention": fo.kimi_delta_rule,
         "causal_conv1d_fn": fo.causal_conv1d_fn,
         "causal_conv1d_update": fo.causal_conv1d_update,
     }},

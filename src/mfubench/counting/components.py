@@ -44,7 +44,7 @@ from typing import Literal
 
 from mfubench.counting.kinds import split_heads
 from mfubench.errors import MfubenchError
-from mfubench.model.mixers import GatedDeltaNet, Mamba2, SparseAttention, StateMixer
+from mfubench.model.mixers import GatedDeltaNet, KimiDeltaAttention, Mamba2, SparseAttention, StateMixer
 from mfubench.model.quant import WeightKind
 from mfubench.model.spec import DenseMLP, ModelSpec, MoE
 
@@ -200,19 +200,31 @@ def _state_components(spec: ModelSpec) -> list[Component]:
     ``conv_in_proj``    ``hidden 3 hidden`` (+ bias): B, C, x                        = weights
     ``short_conv``      ``K hidden``: depthwise, over B * x                          = weights
     ``conv_out_proj``   ``hidden hidden`` (+ bias)                                   = weights
+    ``kda_qkv_proj``    ``hidden 3 H d``: q, k, v                                    = weights
+    ``kda_conv``        ``K 3 H d``: depthwise, over q, k, v                         = weights
+    ``kda_gate_a_proj`` ``2 hidden d``: the forget and output gates' down-projections = weights
+    ``kda_gate_proj``   ``2 d H d + hidden H``: their up-projections and beta        = weights
+    ``kda_out_proj``    ``H d hidden``                                               = weights
     ==================  ===========================================================  ========
 
-    Tensor parallelism splits them by heads (channels), as vLLM does.
+    Tensor parallelism splits them by heads (channels), as vLLM does; KDA's gate
+    down-projections are replicated.
     """
     h = spec.hidden_size
     acc: dict[str, list[int]] = {}
     kinds: dict[str, WeightKind] = {}
+    sharding: dict[str, Sharding] = {}
 
     def add(key: str, kind: WeightKind, weights: int, biases: int = 0) -> None:
         w_b = acc.setdefault(key, [0, 0])
         w_b[0] += weights
         w_b[1] += biases
         kinds[key] = kind
+        sharding[key] = "split"
+
+    def add_replicated(key: str, kind: WeightKind, weights: int) -> None:
+        add(key, kind, weights)
+        sharding[key] = "replicated"
 
     for layer in spec.layers:
         for m in layer.state_mixers:
@@ -220,6 +232,13 @@ def _state_components(spec: ModelSpec) -> list[Component]:
                 add("gdn_in_proj", "linear", h * (2 * m.key_dim + 2 * m.value_dim + 2 * m.num_v_heads))
                 add("gdn_conv", "conv", m.conv_kernel * m.conv_dim)
                 add("gdn_out_proj", "linear", m.value_dim * h)
+            elif isinstance(m, KimiDeltaAttention):
+                d, qkv = m.head_dim, m.qkv_dim
+                add("kda_qkv_proj", "linear", 3 * h * qkv)
+                add("kda_conv", "conv", m.conv_kernel * 3 * qkv)
+                add("kda_gate_proj", "linear", 2 * d * qkv + h * m.num_heads)
+                add("kda_out_proj", "linear", qkv * h)
+                add_replicated("kda_gate_a_proj", "linear", 2 * h * d)
             elif isinstance(m, Mamba2):
                 proj = 2 * m.d_inner + 2 * m.n_groups * m.state_size + m.num_heads
                 add("mamba_in_proj", "linear", h * proj, proj if m.proj_bias else 0)
@@ -229,7 +248,7 @@ def _state_components(spec: ModelSpec) -> list[Component]:
                 add("conv_in_proj", "linear", h * 3 * h, 3 * h if m.bias else 0)
                 add("short_conv", "conv", m.conv_kernel * h, h if m.bias else 0)
                 add("conv_out_proj", "linear", h * h, h if m.bias else 0)
-    return [Component(key, kinds[key], w, b, w, "split") for key, (w, b) in acc.items()]
+    return [Component(key, kinds[key], w, b, w, sharding[key]) for key, (w, b) in acc.items()]
 
 
 def _state_vectors(mixer: StateMixer) -> int:
@@ -238,6 +257,8 @@ def _state_vectors(mixer: StateMixer) -> int:
     ``D`` and ``dt_bias`` (``H`` each) and its gated norm (``H P``)."""
     if isinstance(mixer, GatedDeltaNet):
         return mixer.head_v_dim + 2 * mixer.num_v_heads
+    if isinstance(mixer, KimiDeltaAttention):  # dt_bias (H d), A_log (H), the gated o_norm (d)
+        return mixer.qkv_dim + mixer.num_heads + mixer.head_dim
     if isinstance(mixer, Mamba2):
         return 3 * mixer.num_heads + (mixer.d_inner if mixer.gated_norm else 0)
     return 0

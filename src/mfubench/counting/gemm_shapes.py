@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from mfubench.counting.components import kv_heads_per_gpu
 from mfubench.hardware.gemm_paths import GemmShape
-from mfubench.model.mixers import GatedDeltaNet, Mamba2, StateMixer
+from mfubench.model.mixers import GatedDeltaNet, KimiDeltaAttention, Mamba2, StateMixer
 from mfubench.model.spec import DenseMLP, ModelSpec, MoE
 
 
@@ -86,6 +86,9 @@ def _state_shapes(spec: ModelSpec, mixers: tuple[StateMixer, ...], tp: int) -> l
             n_in = 2 * m.key_dim + 2 * m.value_dim + 2 * m.num_v_heads
             out += [GemmShape("gdn_in_proj", h, max(1, n_in // tp)),
                     GemmShape("gdn_out_proj", max(1, m.value_dim // tp), h)]
+        elif isinstance(m, KimiDeltaAttention):
+            out += [GemmShape("kda_qkv_proj", h, max(1, 3 * m.qkv_dim // tp)),
+                    GemmShape("kda_out_proj", max(1, m.qkv_dim // tp), h)]
         elif isinstance(m, Mamba2):
             n_in = 2 * m.d_inner + 2 * m.n_groups * m.state_size + m.num_heads
             out += [GemmShape("mamba_in_proj", h, max(1, n_in // tp)),

@@ -14,6 +14,8 @@ on it (the recurrent form; weights are counted as components)::
 
     GatedDeltaNet  state = Hv dk dv + (K - 1) (2 Hk dk + Hv dv)    macs = 3 Hv dk dv
                    (per value head: k^T S to predict v, S += k (beta (v - k^T S))^T, q^T S)
+    KimiDelta      state = H d d + (K - 1) 3 H d                   macs = 3 H d d
+                   (the gated delta rule, one decay per key channel)
     Mamba2         state = H P N + (K - 1) (H P + 2 G N)           macs = 2 H P N
                    (per head: h += dt B x^T, y = C^T h)
     ShortConv      state = (K - 1) hidden                          macs = 0 (the convolution
@@ -30,6 +32,7 @@ from mfubench.model.mixers import (
     AttentionMixer,
     ChunkedAttention,
     GatedDeltaNet,
+    KimiDeltaAttention,
     Mamba2,
     SelfAttention,
     ShortConv,
@@ -126,6 +129,8 @@ def recurrent_state_elements(mixer: StateMixer) -> int:
     """The recurrent state: ``Hv dk dv`` (gated delta), ``H P N`` (Mamba2), none (short conv)."""
     if isinstance(mixer, GatedDeltaNet):
         return mixer.num_v_heads * mixer.head_k_dim * mixer.head_v_dim
+    if isinstance(mixer, KimiDeltaAttention):
+        return mixer.num_heads * mixer.head_dim * mixer.head_dim
     if isinstance(mixer, Mamba2):
         return mixer.num_heads * mixer.head_dim * mixer.state_size
     return 0
@@ -135,6 +140,8 @@ def conv_state_elements(mixer: StateMixer, hidden: int) -> int:
     """The convolution's state: its last ``K - 1`` inputs on every channel it convolves."""
     if isinstance(mixer, GatedDeltaNet | Mamba2):
         return (mixer.conv_kernel - 1) * mixer.conv_dim
+    if isinstance(mixer, KimiDeltaAttention):
+        return (mixer.conv_kernel - 1) * 3 * mixer.qkv_dim
     return (mixer.conv_kernel - 1) * hidden
 
 
@@ -142,6 +149,8 @@ def state_macs_per_token(mixer: StateMixer) -> int:
     """Multiply-adds one token spends on the state, in the recurrent form (module table)."""
     if isinstance(mixer, GatedDeltaNet):
         return 3 * mixer.num_v_heads * mixer.head_k_dim * mixer.head_v_dim
+    if isinstance(mixer, KimiDeltaAttention):
+        return 3 * mixer.num_heads * mixer.head_dim * mixer.head_dim
     if isinstance(mixer, Mamba2):
         return 2 * mixer.num_heads * mixer.head_dim * mixer.state_size
     return 0
@@ -151,6 +160,8 @@ def state_key(mixer: StateMixer) -> str:
     """The breakdown key of a kind's state FLOPs."""
     if isinstance(mixer, GatedDeltaNet):
         return "gdn_state"
+    if isinstance(mixer, KimiDeltaAttention):
+        return "kda_state"
     if isinstance(mixer, Mamba2):
         return "ssm_scan"
     assert isinstance(mixer, ShortConv)
@@ -162,6 +173,8 @@ def split_heads(mixer: StateMixer) -> tuple[tuple[str, int], ...]:
     if isinstance(mixer, GatedDeltaNet):
         return (("linear-attention key heads", mixer.num_k_heads),
                 ("linear-attention value heads", mixer.num_v_heads))
+    if isinstance(mixer, KimiDeltaAttention):
+        return (("Kimi delta attention heads", mixer.num_heads),)
     if isinstance(mixer, Mamba2):
         return (("Mamba2 heads", mixer.num_heads),)
     return ()

@@ -17,6 +17,8 @@ names the file and the field in its error. Families and what each contributes:
   ``interleave_moe_layer_step``-th) of top-k experts beside a shared one of the same size, the
   others dense of ``intermediate_size_mlp``; its q/k L2 norm has no weights.
 - ``kimi_k2``: Kimi K2's name for the DeepSeek-V3 architecture.
+- ``kimi_linear``: Kimi Delta Attention layers beside MLA layers (``layer_types`` or the
+  checkpoint's ``linear_attn_config``), DeepSeek-style MoE; the KDA state in float32.
 - ``glm4_moe`` (GLM-4.5/4.6): q/k/v biases (not o), ``use_qk_norm`` per head, the first
   ``first_k_dense_replace`` layers dense, then shared + routed experts.
 - ``minimax_m2``: q/k RMSNorm over all heads at once, every layer MoE without a shared expert.
@@ -48,6 +50,7 @@ from mfubench.errors import ConfigError
 from mfubench.model.mixers import (
     ChunkedAttention,
     GatedDeltaNet,
+    KimiDeltaAttention,
     Mamba2,
     Mixer,
     SelfAttention,
@@ -62,7 +65,7 @@ SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
     "gemma2", "gemma3", "gemma3_text", "deepseek_v3", "gpt_oss",
     "qwen3_next", "nemotron_h", "deepseek_v32", "llama4", "llama4_text", "kimi_k2",
     "glm4_moe", "minimax_m2", "ernie4_5_moe", "hunyuan_v1_moe", "lfm2",
-    "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text",
+    "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text", "kimi_linear",
 )
 
 #: Gated-delta hybrids (3 linear-attention layers to 1 gated full-attention layer by default).
@@ -70,7 +73,7 @@ _GATED_DELTA_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
 
 #: The DeepSeek-V3 architecture under its names: MLA and MoE with shared experts (``kimi_k2`` is
 #: Moonshot's name for it in Kimi K2's remote-code config).
-_DEEPSEEK_V3_TYPES = ("deepseek_v3", "deepseek_v32", "kimi_k2")
+_DEEPSEEK_V3_TYPES = ("deepseek_v3", "deepseek_v32", "kimi_k2", "kimi_linear")
 
 #: Families whose attention carries a per-head q/k RMSNorm (``use_qk_norm`` where the config has
 #: it: GLM-4.5/4.6).
@@ -237,6 +240,8 @@ def _num_layers(cfg: _Reader, model_type: str) -> int:
 def _state_dtype(cfg: _Reader, model_type: str) -> str | None:
     """The recurrent-state dtype vLLM uses: Nemotron-H's ``mamba_ssm_cache_dtype`` (vLLM's
     default for it: float32); the model dtype (None) for the others."""
+    if model_type == "kimi_linear":  # vLLM keeps KDA's recurrent state in float32 (auto)
+        return "fp32"
     if model_type != "nemotron_h":
         return None
     value = cfg.data.get("mamba_ssm_cache_dtype") or "float32"
@@ -384,6 +389,8 @@ def _mixers(cfg: _Reader, model_type: str, num_layers: int) -> list[tuple[Mixer,
         return [(delta,) if k == "linear_attention" else (SelfAttention(),) for k in kinds]
     if model_type == "llama4_text":
         return _llama4_mixers(cfg, num_layers)
+    if model_type == "kimi_linear":
+        return _kimi_linear_mixers(cfg, num_layers)
     if model_type == "lfm2":
         conv = ShortConv(conv_kernel=cfg.get_int("conv_L_cache", 3), bias=cfg.get_bool("conv_bias"))
         listed = cfg.get_list("layer_types")
@@ -407,6 +414,37 @@ def _mixers(cfg: _Reader, model_type: str, num_layers: int) -> list[tuple[Mixer,
             raise ConfigError(f"{cfg.where}: {exc}") from None
         return [(sparse,)] * num_layers
     return [(SelfAttention(w),) for w in _windows(cfg, model_type, num_layers)]
+
+
+def _kimi_linear_mixers(cfg: _Reader, num_layers: int) -> list[tuple[Mixer, ...]]:
+    """Kimi Linear: Kimi Delta Attention layers and MLA layers, from ``layer_types``, else the
+    checkpoint's ``linear_attn_config`` (1-based ``kda_layers``/``full_attn_layers``), else HF's
+    default (full attention at every 4th layer index from 4)."""
+    sub = cfg.data.get("linear_attn_config") or {}
+    if not isinstance(sub, Mapping):
+        raise ConfigError(f"{cfg.where}: field 'linear_attn_config' must be an object")
+    lin = _Reader(sub, f"{cfg.where} (linear_attn_config)")
+    try:
+        kda = KimiDeltaAttention(
+            num_heads=lin.get_int("num_heads") if lin.has("num_heads") else cfg.get_int("linear_num_heads", 32),
+            head_dim=lin.get_int("head_dim") if lin.has("head_dim") else cfg.get_int("linear_head_dim", 128),
+            conv_kernel=(lin.get_int("short_conv_kernel_size") if lin.has("short_conv_kernel_size")
+                         else cfg.get_int("linear_conv_kernel_dim", 4)),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.where}: {exc}") from None
+    if cfg.get_list("layer_types") is not None:
+        kinds = _layer_types(cfg, num_layers, ("linear_attention", "full_attention"), interval_key="")
+    elif lin.has("kda_layers") and lin.has("full_attn_layers"):
+        full = lin.get_list("full_attn_layers") or []
+        linear = lin.get_list("kda_layers") or []
+        if sorted([*full, *linear]) != list(range(1, num_layers + 1)):
+            raise ConfigError(f"{lin.where}: 'kda_layers' and 'full_attn_layers' must number each of "
+                              f"the {num_layers} layers once, from 1")
+        kinds = ["full_attention" if i + 1 in set(full) else "linear_attention" for i in range(num_layers)]
+    else:
+        kinds = ["full_attention" if i and i % 4 == 0 else "linear_attention" for i in range(num_layers)]
+    return [(SelfAttention(),) if k == "full_attention" else (kda,) for k in kinds]
 
 
 def _llama4_mixers(cfg: _Reader, num_layers: int) -> list[tuple[Mixer, ...]]:
@@ -531,17 +569,20 @@ def _ffns(cfg: _Reader, model_type: str, num_layers: int) -> list[DenseMLP | MoE
                 for i in range(num_layers)
             ]
         if model_type in _DEEPSEEK_V3_TYPES:
-            n_shared = cfg.get_int("n_shared_experts", 0, minimum=0)
+            # Kimi Linear's HF config writes these under other names (num_experts, ...)
+            shared_key = "n_shared_experts" if cfg.has("n_shared_experts") else "num_shared_experts"
+            n_shared = cfg.get_int(shared_key, 0, minimum=0)
             moe_inter = cfg.get_int("moe_intermediate_size")
             moe = MoE(
-                num_experts=cfg.get_int("n_routed_experts"),
-                top_k=cfg.get_int("num_experts_per_tok"),
+                num_experts=_first_int(cfg, "n_routed_experts", "num_local_experts", "num_experts"),
+                top_k=_first_int(cfg, "num_experts_per_tok", "num_experts_per_token"),
                 expert_intermediate_size=moe_inter,
                 shared_intermediate_size=n_shared * moe_inter,
                 router_score_bias=str(cfg.data.get("topk_method", "noaux_tc")) == "noaux_tc",
             )
             dense = DenseMLP(cfg.get_int("intermediate_size"))
-            kinds = cfg.get_list("mlp_layer_types") if model_type == "deepseek_v32" else None
+            kinds = (cfg.get_list("mlp_layer_types")
+                     if model_type in ("deepseek_v32", "kimi_linear") else None)
             if kinds is not None:  # HF 5 writes the per-layer pattern: "dense" or "sparse"
                 if len(kinds) != num_layers or any(k not in ("dense", "sparse") for k in kinds):
                     raise ConfigError(f"{cfg.where}: field 'mlp_layer_types' must give 'dense' or "

@@ -25,6 +25,8 @@ kind                   per token
                        depthwise short convolution over q, k, v, then per value head a
                        ``head_k_dim x head_v_dim`` state read with k, written with the delta
                        and read with q
+``KimiDeltaAttention`` Kimi Linear: the gated delta rule with a per-channel decay from a
+                       low-rank forget gate, and a low-rank output gate
 ``Mamba2``             Mamba2 SSD (Nemotron-H, Falcon-H1, Granite 4): in-projection, a causal
                        short convolution over x, B, C, then per head a ``head_dim x
                        state_size`` state written with B x and read with C
@@ -133,6 +135,30 @@ class GatedDeltaNet:
 
 
 @dataclass(frozen=True)
+class KimiDeltaAttention:
+    """Kimi Delta Attention (Kimi Linear): the gated delta rule with a decay per key channel
+    (a low-rank forget gate) instead of per head, and a low-rank output gate.
+
+    Attributes:
+        num_heads / head_dim: heads of q, k and v alike, each keeping a ``head_dim x head_dim``
+            state.
+        conv_kernel: width of the causal depthwise convolution over q, k and v.
+    """
+
+    num_heads: int
+    head_dim: int
+    conv_kernel: int
+
+    def __post_init__(self) -> None:
+        _positive("kimi delta attention", num_heads=self.num_heads, head_dim=self.head_dim,
+                  conv_kernel=self.conv_kernel)
+
+    @property
+    def qkv_dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+
+@dataclass(frozen=True)
 class Mamba2:
     """A Mamba2 (SSD) mixer.
 
@@ -184,7 +210,7 @@ class ShortConv:
 
 
 AttentionMixer = SelfAttention | ChunkedAttention | SparseAttention
-StateMixer = GatedDeltaNet | Mamba2 | ShortConv
+StateMixer = GatedDeltaNet | KimiDeltaAttention | Mamba2 | ShortConv
 Mixer = AttentionMixer | StateMixer
 ATTENTION_KINDS = (SelfAttention, ChunkedAttention, SparseAttention)
-STATE_KINDS = (GatedDeltaNet, Mamba2, ShortConv)
+STATE_KINDS = (GatedDeltaNet, KimiDeltaAttention, Mamba2, ShortConv)
