@@ -44,7 +44,13 @@ from typing import Literal
 
 from mfubench.counting.kinds import split_heads
 from mfubench.errors import MfubenchError
-from mfubench.model.mixers import GatedDeltaNet, KimiDeltaAttention, Mamba2, SparseAttention, StateMixer
+from mfubench.model.mixers import (
+    GatedDeltaNet,
+    KimiDeltaAttention,
+    Mamba2,
+    SparseAttention,
+    StateMixer,
+)
 from mfubench.model.quant import WeightKind
 from mfubench.model.spec import DenseMLP, ModelSpec, MoE
 
