@@ -124,8 +124,8 @@ def mamba2_state_update(state: torch.Tensor, hidden_states: torch.Tensor, dt: to
                         dt_bias: torch.Tensor | None = None, dt_softplus: bool = False,
                         z: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
     """One decode step of the SSM (the math of HF's ``mamba2_selective_state_update``), its
-    write ``x (dt B)^T`` and read ``h C`` as matmuls: ``2 P N`` multiply-adds per head."""
-    assert z is None
+    write ``x (dt B)^T`` and read ``h C`` as matmuls: ``2 P N`` multiply-adds per head; a gate
+    ``z`` multiplies the output by ``silu(z)`` (elementwise)."""
     batch, heads, _ = hidden_states.shape
     dt = _ssm_dt(dt, dt_bias, dt_softplus)  # (batch, heads, head_dim), equal along head_dim
     b = B.repeat_interleave(heads // B.shape[1], dim=1)  # (batch, heads, N)
@@ -136,7 +136,9 @@ def mamba2_state_update(state: torch.Tensor, hidden_states: torch.Tensor, dt: to
     state.copy_(new.to(state.dtype))
     out = (new.to(c.dtype) @ c.unsqueeze(-1)).squeeze(-1)
     if D is not None:
-        out = out + hidden_states * D
+        out = (out + hidden_states * D).to(out.dtype)
+    if z is not None:
+        out = out * F.silu(z)
     return out.to(hidden_states.dtype)
 
 

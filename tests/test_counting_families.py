@@ -117,6 +117,16 @@ FAMILIES: dict[str, dict[str, Any]] = {
                         layer_types=["linear_attention", "full_attention", "linear_attention"],
                         mlp_layer_types=["dense", "sparse", "sparse"], rope_scaling=None,
                         pad_token_id=0, bos_token_id=1, eos_token_id=2),
+    # attention and Mamba2 in parallel in every layer (no gated norm: the gate goes into the
+    # scan), muP multipliers on; projector and Mamba biases differ
+    "falcon_h1": dict(model_type="falcon_h1", hidden_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                      intermediate_size=96, mamba_d_ssm=48, mamba_n_heads=4, mamba_d_head=12,
+                      mamba_n_groups=2, mamba_d_state=6, mamba_d_conv=4, mamba_chunk_size=8,
+                      mamba_conv_bias=True, mamba_proj_bias=True, projectors_bias=False,
+                      mamba_rms_norm=False, attention_bias=True, mlp_bias=True,
+                      key_multiplier=0.5, ssm_multipliers=[1.0, 0.5, 2.0, 1.0, 0.25],
+                      mlp_multipliers=[0.5, 2.0]),
 }
 
 #: Kernels replaced by their instrumented forms, per family: module -> {name: replacement}.
@@ -136,6 +146,12 @@ INSTRUMENTED: dict[str, dict[str, dict[str, Any]]] = {
     "qwen3_5_moe_text": {"transformers.models.qwen3_5_moe.modeling_qwen3_5_moe": {
         "torch_chunk_gated_delta_rule": fo.gated_delta_rule,
         "torch_recurrent_gated_delta_rule": fo.gated_delta_rule,
+        "causal_conv1d_fn": fo.causal_conv1d_fn,
+        "causal_conv1d_update": fo.causal_conv1d_update,
+    }},
+    "falcon_h1": {"transformers.models.falcon_h1.modeling_falcon_h1": {
+        "mamba2_chunk_scan": fo.mamba2_scan,
+        "mamba2_selective_state_update": fo.mamba2_state_update,
         "causal_conv1d_fn": fo.causal_conv1d_fn,
         "causal_conv1d_update": fo.causal_conv1d_update,
     }},

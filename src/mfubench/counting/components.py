@@ -247,9 +247,9 @@ def _state_components(spec: ModelSpec) -> list[Component]:
                 add_replicated("kda_gate_a_proj", "linear", 2 * h * d)
             elif isinstance(m, Mamba2):
                 proj = 2 * m.d_inner + 2 * m.n_groups * m.state_size + m.num_heads
-                add("mamba_in_proj", "linear", h * proj, proj if m.proj_bias else 0)
+                add("mamba_in_proj", "linear", h * proj, proj if m.in_proj_bias else 0)
                 add("mamba_conv", "conv", m.conv_kernel * m.conv_dim, m.conv_dim if m.conv_bias else 0)
-                add("mamba_out_proj", "linear", m.d_inner * h, h if m.proj_bias else 0)
+                add("mamba_out_proj", "linear", m.d_inner * h, h if m.out_proj_bias else 0)
             else:
                 add("conv_in_proj", "linear", h * 3 * h, 3 * h if m.bias else 0)
                 add("short_conv", "conv", m.conv_kernel * h, h if m.bias else 0)

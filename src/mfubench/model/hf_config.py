@@ -17,6 +17,8 @@ names the file and the field in its error. Families and what each contributes:
   ``interleave_moe_layer_step``-th) of top-k experts beside a shared one of the same size, the
   others dense of ``intermediate_size_mlp``; its q/k L2 norm has no weights.
 - ``kimi_k2``: Kimi K2's name for the DeepSeek-V3 architecture.
+- ``falcon_h1``: attention and a Mamba2 mixer in parallel in every layer, then a gated MLP;
+  muP multipliers are elementwise (not counted).
 - ``kimi_linear``: Kimi Delta Attention layers beside MLA layers (``layer_types`` or the
   checkpoint's ``linear_attn_config``), DeepSeek-style MoE; the KDA state in float32.
 - ``glm4_moe`` (GLM-4.5/4.6): q/k/v biases (not o), ``use_qk_norm`` per head, the first
@@ -65,7 +67,7 @@ SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
     "gemma2", "gemma3", "gemma3_text", "deepseek_v3", "gpt_oss",
     "qwen3_next", "nemotron_h", "deepseek_v32", "llama4", "llama4_text", "kimi_k2",
     "glm4_moe", "minimax_m2", "ernie4_5_moe", "hunyuan_v1_moe", "lfm2",
-    "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text", "kimi_linear",
+    "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text", "kimi_linear", "falcon_h1",
 )
 
 #: Gated-delta hybrids (3 linear-attention layers to 1 gated full-attention layer by default).
@@ -295,7 +297,8 @@ def _nemotron_h_layers(cfg: _Reader) -> tuple[Layer, ...]:
             n_groups=_first_int(cfg, "n_groups", "mamba_n_groups"),
             conv_kernel=_first_int(cfg, "conv_kernel", "mamba_d_conv"),
             conv_bias=cfg.get_bool("use_conv_bias", True),
-            proj_bias=cfg.get_bool("use_bias"),
+            in_proj_bias=cfg.get_bool("use_bias"),
+            out_proj_bias=cfg.get_bool("use_bias"),
         )
         layers: list[Layer] = []
         for kind in _nemotron_h_pattern(cfg):
@@ -391,6 +394,8 @@ def _mixers(cfg: _Reader, model_type: str, num_layers: int) -> list[tuple[Mixer,
         return _llama4_mixers(cfg, num_layers)
     if model_type == "kimi_linear":
         return _kimi_linear_mixers(cfg, num_layers)
+    if model_type == "falcon_h1":  # attention and Mamba2 side by side in every layer
+        return [(SelfAttention(), _falcon_h1_mamba(cfg))] * num_layers
     if model_type == "lfm2":
         conv = ShortConv(conv_kernel=cfg.get_int("conv_L_cache", 3), bias=cfg.get_bool("conv_bias"))
         listed = cfg.get_list("layer_types")
@@ -414,6 +419,33 @@ def _mixers(cfg: _Reader, model_type: str, num_layers: int) -> list[tuple[Mixer,
             raise ConfigError(f"{cfg.where}: {exc}") from None
         return [(sparse,)] * num_layers
     return [(SelfAttention(w),) for w in _windows(cfg, model_type, num_layers)]
+
+
+def _falcon_h1_mamba(cfg: _Reader) -> Mamba2:
+    """Falcon-H1's Mamba2 mixer: ``d_inner`` is ``mamba_d_ssm`` (else ``mamba_expand`` x
+    hidden), split into ``mamba_n_heads`` heads of ``mamba_d_head`` ("auto": the quotient)."""
+    heads = cfg.get_int("mamba_n_heads", 128)
+    inner = cfg.get_int("mamba_d_ssm") if cfg.has("mamba_d_ssm") else (
+        cfg.get_int("mamba_expand", 2) * cfg.get_int("hidden_size"))
+    head = cfg.data.get("mamba_d_head", "auto")
+    head_dim = inner // heads if head in (None, "auto") else cfg.get_int("mamba_d_head")
+    if head_dim * heads != inner:
+        raise ConfigError(f"{cfg.where}: mamba_n_heads {heads} x mamba_d_head {head_dim} is not the "
+                          f"Mamba inner width {inner}")
+    try:
+        return Mamba2(
+            num_heads=heads,
+            head_dim=head_dim,
+            state_size=cfg.get_int("mamba_d_state", 256),
+            n_groups=cfg.get_int("mamba_n_groups", 1),
+            conv_kernel=cfg.get_int("mamba_d_conv", 4),
+            conv_bias=cfg.get_bool("mamba_conv_bias", True),
+            in_proj_bias=cfg.get_bool("mamba_proj_bias"),
+            out_proj_bias=cfg.get_bool("projectors_bias"),
+            gated_norm=cfg.get_bool("mamba_rms_norm"),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.where}: {exc}") from None
 
 
 def _kimi_linear_mixers(cfg: _Reader, num_layers: int) -> list[tuple[Mixer, ...]]:

@@ -167,7 +167,8 @@ class Mamba2:
         state_size: the SSM state per head and channel (``N``).
         n_groups: groups sharing one B and one C (``n_groups * state_size`` each).
         conv_kernel: width of the causal depthwise convolution over x, B and C.
-        conv_bias / proj_bias: the convolution / the in- and out-projections carry biases.
+        conv_bias / in_proj_bias / out_proj_bias: the convolution / the in-projection / the
+            out-projection carry biases.
         gated_norm: a gated RMSNorm of ``d_inner`` before the out-projection.
     """
 
@@ -177,7 +178,8 @@ class Mamba2:
     n_groups: int
     conv_kernel: int
     conv_bias: bool = True
-    proj_bias: bool = False
+    in_proj_bias: bool = False
+    out_proj_bias: bool = False
     gated_norm: bool = True
 
     def __post_init__(self) -> None:
