@@ -127,6 +127,14 @@ FAMILIES: dict[str, dict[str, Any]] = {
                       mamba_rms_norm=False, attention_bias=True, mlp_bias=True,
                       key_multiplier=0.5, ssm_multipliers=[1.0, 0.5, 2.0, 1.0, 0.25],
                       mlp_multipliers=[0.5, 2.0]),
+    # Granite 4 hybrid: Mamba2 and attention layers, MoE beside a shared MLP
+    "granitemoehybrid": dict(model_type="granitemoehybrid", hidden_size=64, num_hidden_layers=3,
+                             num_attention_heads=4, num_key_value_heads=2, intermediate_size=24,
+                             shared_intermediate_size=40, num_local_experts=6,
+                             num_experts_per_tok=2, layer_types=["mamba", "attention", "mamba"],
+                             mamba_n_heads=4, mamba_d_head=32, mamba_n_groups=2, mamba_d_state=6,
+                             mamba_d_conv=4, mamba_chunk_size=8, mamba_expand=2,
+                             position_embedding_type="rope"),
 }
 
 #: Kernels replaced by their instrumented forms, per family: module -> {name: replacement}.
@@ -150,6 +158,12 @@ INSTRUMENTED: dict[str, dict[str, dict[str, Any]]] = {
         "causal_conv1d_update": fo.causal_conv1d_update,
     }},
     "falcon_h1": {"transformers.models.falcon_h1.modeling_falcon_h1": {
+        "mamba2_chunk_scan": fo.mamba2_scan,
+        "mamba2_selective_state_update": fo.mamba2_state_update,
+        "causal_conv1d_fn": fo.causal_conv1d_fn,
+        "causal_conv1d_update": fo.causal_conv1d_update,
+    }},
+    "granitemoehybrid": {"transformers.models.granitemoehybrid.modeling_granitemoehybrid": {
         "mamba2_chunk_scan": fo.mamba2_scan,
         "mamba2_selective_state_update": fo.mamba2_state_update,
         "causal_conv1d_fn": fo.causal_conv1d_fn,

@@ -19,6 +19,9 @@ names the file and the field in its error. Families and what each contributes:
 - ``kimi_k2``: Kimi K2's name for the DeepSeek-V3 architecture.
 - ``falcon_h1``: attention and a Mamba2 mixer in parallel in every layer, then a gated MLP;
   muP multipliers are elementwise (not counted).
+- ``granitemoehybrid`` (Granite 4 hybrids): Mamba2 and attention layers (``layer_types``, legacy
+  names ``mamba``/``attention``), a shared MLP in every layer with MoE beside it when
+  ``num_local_experts`` > 0.
 - ``kimi_linear``: Kimi Delta Attention layers beside MLA layers (``layer_types`` or the
   checkpoint's ``linear_attn_config``), DeepSeek-style MoE; the KDA state in float32.
 - ``glm4_moe`` (GLM-4.5/4.6): q/k/v biases (not o), ``use_qk_norm`` per head, the first
@@ -68,7 +71,11 @@ SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
     "qwen3_next", "nemotron_h", "deepseek_v32", "llama4", "llama4_text", "kimi_k2",
     "glm4_moe", "minimax_m2", "ernie4_5_moe", "hunyuan_v1_moe", "lfm2",
     "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text", "kimi_linear", "falcon_h1",
+    "granitemoehybrid",
 )
+
+#: HF's remapping of legacy layer-type names (``transformers.configuration_utils``).
+_LEGACY_LAYER_TYPES = {"mamba": "linear_attention", "attention": "full_attention"}
 
 #: Gated-delta hybrids (3 linear-attention layers to 1 gated full-attention layer by default).
 _GATED_DELTA_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
@@ -394,6 +401,8 @@ def _mixers(cfg: _Reader, model_type: str, num_layers: int) -> list[tuple[Mixer,
         return _llama4_mixers(cfg, num_layers)
     if model_type == "kimi_linear":
         return _kimi_linear_mixers(cfg, num_layers)
+    if model_type == "granitemoehybrid":
+        return _granite_hybrid_mixers(cfg, num_layers)
     if model_type == "falcon_h1":  # attention and Mamba2 side by side in every layer
         return [(SelfAttention(), _falcon_h1_mamba(cfg))] * num_layers
     if model_type == "lfm2":
@@ -419,6 +428,38 @@ def _mixers(cfg: _Reader, model_type: str, num_layers: int) -> list[tuple[Mixer,
             raise ConfigError(f"{cfg.where}: {exc}") from None
         return [(sparse,)] * num_layers
     return [(SelfAttention(w),) for w in _windows(cfg, model_type, num_layers)]
+
+
+def _granite_hybrid_mixers(cfg: _Reader, num_layers: int) -> list[tuple[Mixer, ...]]:
+    """Granite 4 hybrids: ``layer_types`` of Mamba2 (``mamba``/``linear_attention``) and
+    attention (``attention``/``full_attention``) layers; HF's default is all Mamba2."""
+    listed = cfg.get_list("layer_types") or cfg.get_list("layers_block_type")
+    if listed is None:
+        kinds = ["linear_attention"] * num_layers
+    else:
+        if len(listed) != num_layers:
+            raise ConfigError(f"{cfg.where}: 'layer_types' has {len(listed)} entries for {num_layers} layers")
+        kinds = [_LEGACY_LAYER_TYPES.get(str(k), str(k)) for k in listed]
+        for i, kind in enumerate(kinds):
+            if kind not in ("linear_attention", "full_attention"):
+                raise ConfigError(f"{cfg.where}: layer_types[{i}] is {listed[i]!r}; expected mamba or attention")
+    inner = cfg.get_int("mamba_expand", 2) * cfg.get_int("hidden_size")
+    heads = cfg.get_int("mamba_n_heads", 128)
+    head = cfg.data.get("mamba_d_head", "auto")
+    head_dim = inner // heads if head in (None, "auto") else cfg.get_int("mamba_d_head")
+    if head_dim * heads != inner:
+        raise ConfigError(f"{cfg.where}: mamba_n_heads {heads} x mamba_d_head {head_dim} is not "
+                          f"mamba_expand x hidden_size = {inner}")
+    try:
+        mamba = Mamba2(
+            num_heads=heads, head_dim=head_dim, state_size=cfg.get_int("mamba_d_state", 256),
+            n_groups=cfg.get_int("mamba_n_groups", 1), conv_kernel=cfg.get_int("mamba_d_conv", 4),
+            conv_bias=cfg.get_bool("mamba_conv_bias", True),
+            in_proj_bias=cfg.get_bool("mamba_proj_bias"), out_proj_bias=cfg.get_bool("mamba_proj_bias"),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.where}: {exc}") from None
+    return [(mamba,) if k == "linear_attention" else (SelfAttention(),) for k in kinds]
 
 
 def _falcon_h1_mamba(cfg: _Reader) -> Mamba2:
@@ -694,6 +735,14 @@ def _ffns(cfg: _Reader, model_type: str, num_layers: int) -> list[DenseMLP | MoE
                         shared_intermediate_size=inter)
                     for e, k in zip(_per_layer_ints(cfg, "num_experts", num_layers),
                                     _per_layer_ints(cfg, "moe_topk", num_layers), strict=True)]
+        if model_type == "granitemoehybrid":  # a shared MLP in every layer, MoE beside it if any
+            shared = cfg.get_int("shared_intermediate_size", 1024)
+            experts = cfg.get_int("num_local_experts", 8, minimum=0)
+            if experts == 0:
+                return [DenseMLP(shared)] * num_layers
+            return [MoE(num_experts=experts, top_k=cfg.get_int("num_experts_per_tok", 2),
+                        expert_intermediate_size=cfg.get_int("intermediate_size"),
+                        shared_intermediate_size=shared)] * num_layers
         if model_type == "gpt_oss":
             top_k = _first_int(cfg, "num_experts_per_tok", "experts_per_token")
             moe = MoE(
