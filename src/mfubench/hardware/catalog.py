@@ -9,6 +9,16 @@ Look-up is exact but forgiving about spelling: case, spaces, ``_`` and ``-`` do 
 (``h100 sxm`` is ``H100-SXM``), and each entry lists the aliases drivers and people use
 (``NVIDIA H100 80GB HBM3``, ``h100``). Anything else fails with the closest names; a name is
 never matched by substring, so ``A100`` does not silently pick one of the four A100 SKUs.
+
+**Shared names.** Some names drivers report stand for several entries: Metal reports ``Apple M2
+Max`` for the 30- and the 38-core GPU, CUDA ``NVIDIA GeForce RTX 4060 Ti`` for the 8 GB and the
+16 GB card. Each such entry lists the name in ``shared_aliases``; :func:`find` returns None for
+it and :func:`lookup` raises :class:`AmbiguousHardwareError` naming every candidate
+(:func:`candidates` gives them), so the user picks one with ``--hardware``.
+
+**Bandwidth-only entries.** A device whose vendor publishes no FLOP/s (Apple's M2 to M4 GPUs)
+has an empty ``peak_flops`` and says why in ``peak_flops_unpublished``: its MBU can be computed,
+its MFU is None.
 """
 
 from __future__ import annotations
@@ -25,6 +35,17 @@ from typing import Any
 
 from mfubench.errors import UnknownHardwareError, closest
 from mfubench.hardware.dtypes import COMPUTE_DTYPES, normalize_compute_dtype
+
+
+class AmbiguousHardwareError(UnknownHardwareError):
+    """A name that stands for several catalog entries (``Apple M2 Max``): pick one."""
+
+    def __init__(self, name: str, entries: tuple[str, ...]) -> None:
+        self.entries = entries
+        super().__init__(
+            f"{name!r} names {len(entries)} catalog entries (variants the name does not tell "
+            f"apart): {', '.join(entries)}; give --hardware with one of them"
+        )
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,7 @@ class Accelerator:
         aliases: other names that look up this entry.
         notes: sparse-to-dense conversions, per-package conventions, what was not re-checked.
         measured: True when the figures were measured on this machine (``cpu``), not a datasheet.
+        shared_aliases: names that also stand for other entries (see the module doc).
     """
 
     name: str
@@ -77,6 +99,7 @@ class Accelerator:
     aliases: tuple[str, ...] = ()
     notes: str = ""
     measured: bool = False
+    shared_aliases: tuple[str, ...] = ()
 
     def peak(self, dtype: str) -> float | None:
         """Dense peak FLOP/s for ``dtype`` (aliases like ``bfloat16`` accepted), None if unpublished."""
@@ -108,8 +131,9 @@ def _parse_entry(name: str, raw: Mapping[str, Any]) -> Accelerator:
     unknown = set(peaks_raw) - set(COMPUTE_DTYPES)
     if unknown:
         raise ValueError(f"catalog entry {name}: unknown dtypes {sorted(unknown)}")
-    if not peaks_raw:
-        raise ValueError(f"catalog entry {name}: no peak_flops")
+    if not peaks_raw and not raw.get("peak_flops_unpublished"):
+        raise ValueError(f"catalog entry {name}: no peak_flops (and no peak_flops_unpublished "
+                         "saying why)")
     peaks = {d: _positive(name, f"peak_flops.{d}", peaks_raw[d]) for d in COMPUTE_DTYPES if d in peaks_raw}
     link = raw.get("interconnect")
     interconnect = None
@@ -132,13 +156,15 @@ def _parse_entry(name: str, raw: Mapping[str, Any]) -> Accelerator:
         source=raw["source"],
         checked=raw["checked"],
         aliases=tuple(str(a) for a in raw.get("aliases", ())),
-        notes=str(raw.get("notes", "")),
+        notes=str(raw.get("notes", "")) + (
+            f" No peak FLOP/s: {raw['peak_flops_unpublished']}." if not peaks else ""),
         measured=False,
+        shared_aliases=tuple(str(a) for a in raw.get("shared_aliases", ())),
     )
 
 
 @lru_cache(maxsize=1)
-def _catalog() -> tuple[dict[str, Accelerator], dict[str, str]]:
+def _catalog() -> tuple[dict[str, Accelerator], dict[str, str], dict[str, tuple[str, ...]]]:
     text = resources.files("mfubench.hardware").joinpath("catalog.toml").read_text("utf-8")
     entries = {name: _parse_entry(name, raw) for name, raw in tomllib.loads(text).items()}
     index: dict[str, str] = {}
@@ -148,7 +174,18 @@ def _catalog() -> tuple[dict[str, Accelerator], dict[str, str]]:
             if index.get(key, name) != name:
                 raise ValueError(f"catalog: {spelling!r} names both {index[key]} and {name}")
             index[key] = name
-    return entries, index
+    shared: dict[str, list[str]] = {}
+    for name, acc in entries.items():
+        for spelling in acc.shared_aliases:
+            key = name_key(spelling)
+            if key in index:
+                raise ValueError(f"catalog: shared alias {spelling!r} of {name} is also a name "
+                                 f"of {index[key]} alone")
+            shared.setdefault(key, []).append(name)
+    for key, names in shared.items():
+        if len(names) < 2:
+            raise ValueError(f"catalog: shared alias {key!r} names only {names[0]}")
+    return entries, index, {k: tuple(v) for k, v in shared.items()}
 
 
 def load_catalog() -> dict[str, Accelerator]:
@@ -157,23 +194,37 @@ def load_catalog() -> dict[str, Accelerator]:
 
 
 def find(name: str) -> Accelerator | None:
-    """The entry ``name`` (or one of its aliases) names, or None."""
-    entries, index = _catalog()
+    """The entry ``name`` (or one of its aliases) names, or None (also for a shared name)."""
+    entries, index, _ = _catalog()
     canonical = index.get(name_key(name))
     return None if canonical is None else entries[canonical]
 
 
+def candidates(name: str) -> tuple[Accelerator, ...]:
+    """Every entry ``name`` stands for: one for a name or alias, several for a shared name,
+    none for an unknown name."""
+    entries, _, shared = _catalog()
+    acc = find(name)
+    if acc is not None:
+        return (acc,)
+    return tuple(entries[n] for n in shared.get(name_key(name), ()))
+
+
 def lookup(name: str) -> Accelerator:
-    """The entry ``name`` names; :class:`UnknownHardwareError` with the closest names otherwise."""
+    """The entry ``name`` names; :class:`AmbiguousHardwareError` listing the candidates for a
+    shared name, :class:`UnknownHardwareError` with the closest names otherwise."""
     acc = find(name)
     if acc is not None:
         return acc
+    several = candidates(name)
+    if several:
+        raise AmbiguousHardwareError(name, tuple(a.name for a in several))
     if name_key(name) == "cpu":
         raise UnknownHardwareError(
             "'cpu' is not a catalog entry: its peaks are measured (use --hardware cpu after "
             "`mfubench calibrate`)"
         )
-    entries, index = _catalog()
+    entries, index, _ = _catalog()
     spellings = list(entries) + [a for acc in entries.values() for a in acc.aliases]
     query = name_key(name)
     hits = [n for n in entries if query and name_key(n).startswith(query)]

@@ -17,17 +17,26 @@ another dtype.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from mfubench.errors import MfubenchError
 
 #: Dtypes a catalog peak can be given for (the inputs of a tensor-core / matrix-core GEMM).
-COMPUTE_DTYPES: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
+COMPUTE_DTYPES: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp16_acc16", "fp8", "int8", "fp4")
+
+#: fp16 tensor-core math that accumulates in fp16 rather than fp32. Its own peak because GeForce
+#: cards run it at twice their fp32-accumulate rate (the ``fp16`` figure); workstation and data
+#: centre cards run both at one rate. cuBLAS's ``CUBLAS_COMPUTE_16F``, which llama.cpp's CUDA
+#: backend uses for its fp16 GEMMs, runs at this peak. A device without the figure falls back to
+#: ``fp16`` only where a caller asks for it (:func:`acc16_or_fp16`).
+FP16_ACC16 = "fp16_acc16"
 
 #: Dtypes weights can be stored in but no GEMM takes as an operand: widened before the multiply.
 WEIGHT_ONLY_DTYPES: tuple[str, ...] = ("int4",)
 
 #: Bits per element (storage width of one operand element, scales excluded).
 DTYPE_BITS: dict[str, int] = {
-    "fp32": 32, "tf32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "fp4": 4, "int4": 4,
+    "fp32": 32, "tf32": 32, "bf16": 16, "fp16": 16, "fp16_acc16": 16, "fp8": 8, "int8": 8, "fp4": 4, "int4": 4,
 }
 
 _ALIASES: dict[str, str] = {
@@ -35,6 +44,7 @@ _ALIASES: dict[str, str] = {
     "tf32": "tf32", "tensorfloat32": "tf32", "tensorfloat-32": "tf32",
     "bf16": "bf16", "bfloat16": "bf16",
     "fp16": "fp16", "float16": "fp16", "half": "fp16", "f16": "fp16",
+    "fp16_acc16": "fp16_acc16", "fp16-acc16": "fp16_acc16", "fp16acc16": "fp16_acc16",
     "fp8": "fp8", "float8": "fp8", "e4m3": "fp8", "e5m2": "fp8", "fp8_e4m3": "fp8",
     "fp8_e5m2": "fp8", "float8_e4m3fn": "fp8", "float8_e4m3fnuz": "fp8", "float8_e5m2": "fp8",
     "float8_e5m2fnuz": "fp8", "mxfp8": "fp8",
@@ -93,3 +103,10 @@ def compute_dtype(weight_dtype: str, activation_dtype: str = "bf16") -> str:
     # int4 x int8 -> int8, fp4 x fp8 -> fp8: the narrow weights are widened; same width but
     # another family (int8 weights x fp8 activations): the weights are converted.
     return activation
+
+
+def acc16_or_fp16(peaks: Mapping[str, float]) -> str:
+    """``fp16_acc16`` where ``peaks`` (a dtype -> FLOP/s mapping) has that figure, else ``fp16``:
+    the peak fp16 GEMMs that accumulate in fp16 run at (a device without a separate figure runs
+    both accumulations at its ``fp16`` rate: every non-GeForce tensor core NVIDIA documents)."""
+    return FP16_ACC16 if FP16_ACC16 in peaks else "fp16"
