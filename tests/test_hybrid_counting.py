@@ -306,3 +306,23 @@ def test_qwen3_5_is_qwen3_next_kinds_under_a_text_config() -> None:
     assert memory.params_total(spec) == 396_346_350_336  # HF's language model, vision left out
     fp8 = load_model("Qwen/Qwen3.5-397B-A17B-FP8")
     assert fp8.weights.name == "fp8-block" and fp8.layers == spec.layers
+
+
+def test_hybrid_capacity_counts_its_kv_layers_and_its_fixed_state() -> None:
+    from mfubench.analysis.feasibility import fit
+    from mfubench.analysis.phases import decode_work, make_setup
+    from mfubench.hardware.spec import parse_hardware
+
+    spec = load_model("Qwen/Qwen3-Next-80B-A3B-Instruct")
+    setup = make_setup(spec, parse_hardware("4xH100-SXM"), tp=4)
+    per_token = 12 * 1 * 512 * 2  # 12 attention layers; 2 KV heads on 4 GPUs: one (of 256 + 256) each
+    state = memory.state_bytes_per_sequence(spec, tp=4)
+    for context in (4_096, 200_000):
+        f = fit(setup, context)
+        assert f.kv_bytes_per_sequence == per_token * context + state
+        assert f.max_batch == int(f.free_bytes_per_gpu // (per_token * context + state))
+    # memory holds far more long sequences than if all 48 layers kept a KV cache
+    assert fit(setup, 200_000).max_batch > 3 * f.free_bytes_per_gpu // (4 * per_token * 200_000 + state)
+    # the roofline's decode bytes grow with the context only by the attention layers' KV
+    short, long = decode_work(setup, 8, 1_000, 1), decode_work(setup, 8, 101_000, 1)
+    assert long.bytes_per_gpu - short.bytes_per_gpu == pytest.approx(8 * per_token * 100_000)

@@ -16,6 +16,9 @@ that hold 206 such sequences "reached" MFU 299 %). Two checks, each a flag in th
 
     with ``memory_fraction`` 0.9 (vLLM's ``--gpu-memory-utilization`` default; activations and
     CUDA graphs use the rest). Weights alone above that budget make every batch infeasible.
+    For a hybrid, ``kv_cache_bytes_per_gpu`` is the KV of its attention layers plus the
+    fixed-size state of its linear-attention/SSM layers (:func:`memory.kv_cache_bytes`), as
+    vLLM's hybrid allocator holds both per sequence.
 
 Both are closed-form (no loop over sequences or steps). An infeasible row keeps its figures;
 renderers mark them as not plain, as they mark figures above the peak.
