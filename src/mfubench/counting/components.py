@@ -22,8 +22,9 @@ key                what it is
 ``lm_head``        the unembedding (tied: no parameters of its own, same FLOPs)
 ``index_*``        DeepSeek-V3.2's indexer: ``index_q_proj``, ``index_k_proj``, ``index_weights_proj``
                    (replicated) and ``index_scores``, its query-key scoring (not a weight)
-``gdn_*``,         the projections and convolutions of fixed-state layers (gated delta, Mamba2,
-``mamba_*``,       short convolution): see :func:`_state_components`
+``gdn_*``,         the projections and convolutions of fixed-state layers (gated delta, Kimi
+``kda_*``,         delta attention, Mamba2, short convolution): see :func:`_state_components`
+``mamba_*``,
 ``conv_*``
 =================  =============================================================================
 
