@@ -34,7 +34,13 @@ _CHILD = textwrap.dedent("""
             code = main(json.loads(sys.argv[1]))
         except SystemExit as exc:  # argparse's usage errors
             code = exc.code
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # the peak RSS of this program: VmHWM starts afresh at exec (ru_maxrss keeps the forked
+    # parent's, a pytest that may hold torch), with ru_maxrss where /proc is not there
+    try:
+        with open("/proc/self/status") as status:
+            rss = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({{"code": code, "seconds": time.perf_counter() - start, "rss": rss,
                       "stdout": out.getvalue()[-2000:], "stderr": err.getvalue()[-2000:]}}))
 """)
