@@ -51,6 +51,15 @@ class Measurement:
             per distinct length instead of counting every request at the mean.
         source: where the point came from (a file and key, or a run), for messages.
         extra: anything else the source carried, kept for provenance.
+        depth: a test on a KV cache already holding ``depth`` tokens per sequence, filled
+            before the timed work (llama-bench's ``n_depth``); None for an ordinary point. At a
+            depth the prompt is prefilled after the cached tokens and decode starts at
+            ``depth + input_tokens``; ``input_tokens`` may be 0 (a decode-only test), and then
+            every output token is a decode step (there is no prefill to sample the first one):
+            see :func:`decode_steps`.
+        as_run: what the measuring tool says the run loaded and ran on (weight bytes, KV type,
+            devices, layer split, offload), applied per point by
+            :func:`mfubench.analysis.as_run.point_setup`; None when the tool says nothing.
     """
 
     batch_size: int
@@ -72,9 +81,14 @@ class Measurement:
     completed: int | None = None
     request_throughput: float | None = None
     mix: RequestMix | None = None
+    depth: int | None = None
+    as_run: Any = None  # an mfubench.analysis.as_run.AsRun (typed there; no import cycle)
 
     def __post_init__(self) -> None:
         where = self.source or "measurement"
+        if self.depth is not None and (isinstance(self.depth, bool) or not isinstance(self.depth, int)
+                                       or not 0 <= self.depth <= MAX_COUNT):
+            raise InputFileError(f"{where}: depth must be a whole number of tokens >= 0, got {self.depth!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise InputFileError(f"{where}: batch_size must be a positive integer, got {self.batch_size!r}")
         if self.batch_size > MAX_COUNT:
@@ -82,7 +96,8 @@ class Measurement:
                                  "far beyond any real deployment")
         for name in ("input_tokens", "output_tokens"):
             value = getattr(self, name)
-            if not _finite(value) or value < (1 if name == "input_tokens" else 0):
+            least = 1 if name == "input_tokens" and self.depth is None else 0
+            if not _finite(value) or value < least:
                 raise InputFileError(f"{where}: {name} must be a positive number, got {value!r}")
             if value > MAX_COUNT:
                 raise InputFileError(f"{where}: {name} {value:g} exceeds 2^40 = {MAX_COUNT}, far "
@@ -111,6 +126,13 @@ class Measurement:
             self.requested_output_tokens is not None
             and self.output_tokens < self.requested_output_tokens - 1e-9
         )
+
+
+def decode_steps(m: Measurement) -> int:
+    """Decode steps of a point: ``output_tokens - 1`` after a prefill (which samples the first
+    output token), every output token when there is no prompt (a decode-only test at a depth)."""
+    out = round(m.output_tokens)
+    return max(0, out - 1) if round(m.input_tokens) >= 1 else max(0, out)
 
 
 #: The timing fields; a measurement needs at least one.

@@ -39,7 +39,7 @@ from typing import Any, Literal
 from mfubench.analysis.above_peak import above_peak, above_peak_flag
 from mfubench.analysis.feasibility import feasibility_flags
 from mfubench.analysis.load import LoadKind
-from mfubench.analysis.measurement import Measurement
+from mfubench.analysis.measurement import Measurement, decode_steps
 from mfubench.analysis.roofline import DEFAULT_ALLREDUCE_LATENCY_S, Machine, Roofline, roofline
 from mfubench.counting import flops as fl
 from mfubench.counting import memory
@@ -65,10 +65,14 @@ class Setup:
     kv_dtype: str | None = None
     allreduce_latency_s: float = DEFAULT_ALLREDUCE_LATENCY_S
     max_model_len: int | None = None  # the engine's longest context, where known
+    peak_dtype: str | None = None  # the engine's GEMM peak where it is not the dtype rule's
 
     @property
     def dtype(self) -> str:
-        """The matmul dtype whose peak applies (the dtype rule of ``hardware.dtypes``)."""
+        """The matmul dtype whose peak applies: ``peak_dtype`` where the engine names one
+        (llama.cpp's CUDA fp16 GEMMs: ``fp16_acc16``), else the dtype rule of ``hardware.dtypes``."""
+        if self.peak_dtype:
+            return self.peak_dtype
         w = self.spec.weights
         weight = {"fp8": "fp8", "int8": "int8", "int4": "int4", "mxfp4": "fp4"}.get(
             w.scheme or "", w.dtype
@@ -152,10 +156,11 @@ class Work:
                     self.bytes_per_gpu + other.bytes_per_gpu, messages, size)
 
 
-def prefill_work(setup: Setup, batch: int, input_tokens: int) -> Work:
-    """Work of ``batch`` prompts of ``input_tokens`` prefilled together."""
+def prefill_work(setup: Setup, batch: int, input_tokens: int, cached: int = 0) -> Work:
+    """Work of ``batch`` prompts of ``input_tokens`` prefilled together, after ``cached``
+    tokens already in each sequence's cache (a test at a depth)."""
     spec, tp = setup.spec, setup.tp
-    chunk = PrefillChunk(input_tokens, 0, batch)
+    chunk = PrefillChunk(input_tokens, cached, batch)
     f = fl.prefill(spec, chunk, setup.convention)
     b = memory.prefill_bytes(spec, chunk, setup.kv_dtype, tp)
     return Work(fl.total(f), sum(fl.per_gpu(spec, f, tp).values()), b.total,
@@ -174,14 +179,18 @@ def decode_work(setup: Setup, batch: int, input_tokens: int, steps: int) -> Work
                 2 * spec.num_layers * steps, batch * spec.hidden_size * ACTIVATION_BYTES)
 
 
-def phase_work(setup: Setup, phase: Phase, batch: int, input_tokens: int, output_tokens: int) -> Work:
-    """The work of a phase of ``batch`` requests of ``input_tokens`` in, ``output_tokens`` out."""
+def phase_work(setup: Setup, phase: Phase, batch: int, input_tokens: int, output_tokens: int,
+               depth: int = 0) -> Work:
+    """The work of a phase of ``batch`` requests of ``input_tokens`` in, ``output_tokens`` out,
+    on caches already holding ``depth`` tokens (0 but for a test at a depth). Without a prompt
+    (``input_tokens`` 0, a decode-only test) every output token is a decode step."""
     if phase == "prefill":
-        return prefill_work(setup, batch, input_tokens)
-    decode = decode_work(setup, batch, input_tokens, output_tokens - 1)
-    if phase == "decode":
+        return prefill_work(setup, batch, input_tokens, depth)
+    steps = output_tokens - 1 if input_tokens >= 1 else output_tokens
+    decode = decode_work(setup, batch, depth + input_tokens, steps)
+    if phase == "decode" or input_tokens < 1:
         return decode
-    return prefill_work(setup, batch, input_tokens) + decode
+    return prefill_work(setup, batch, input_tokens, depth) + decode
 
 
 def phase_roofline(setup: Setup, work: Work, measured: bool = False) -> Roofline | None:
@@ -277,8 +286,8 @@ def make_row(
 ) -> Row:
     """A row from the phase's work and its measured seconds (None: roofline only)."""
     batch, inp, out = m.batch_size, round(m.input_tokens), max(1, round(m.output_tokens))
-    return row_of_work(setup, m, phase, phase_work(setup, phase, batch, inp, out), seconds,
-                       seconds_source, flags)
+    work = phase_work(setup, phase, batch, inp, out, m.depth or 0)
+    return row_of_work(setup, m, phase, work, seconds, seconds_source, flags)
 
 
 def row_of_work(
@@ -322,7 +331,7 @@ def row_of_work(
         achieved_flops_per_s=flops_rate,
         achieved_bytes_per_s=bytes_rate,
         mfu=util(flops_rate, machine, "f"),
-        mbu=util(bytes_rate, machine, "b"),
+        mbu=util(bytes_rate, machine, "b") if machine else _bandwidth_only_mbu(setup, bytes_rate),
         mfu_measured=util(flops_rate, machine_measured, "f"),
         mbu_measured=util(bytes_rate, machine_measured, "b"),
         arithmetic_intensity=work.flops_per_gpu / work.bytes_per_gpu if work.bytes_per_gpu else 0.0,
@@ -350,7 +359,7 @@ def row_of_work(
         load_kind=m.load.kind,
         load_level=m.load.level,
     )
-    cannot = feasibility_flags(setup, batch, m.input_tokens, m.output_tokens)
+    cannot = feasibility_flags(setup, batch, m.input_tokens + (m.depth or 0), m.output_tokens)
     if cannot:
         row = replace(row, infeasible=tuple(f.split(":")[0] for f in cannot),
                       flags=(*row.flags, *cannot))
@@ -358,6 +367,13 @@ def row_of_work(
     if over:  # after feasibility: a point that could not happen is the likeliest cause
         row = replace(row, above_peak=over, flags=(*row.flags, above_peak_flag(row, over)))
     return row
+
+
+def _bandwidth_only_mbu(setup: Setup, bytes_rate: float | None) -> float | None:
+    """MBU on a device with a bandwidth but no peak for the dtype (Apple's GPUs publish no
+    FLOP/s): bytes need no peak, so the MBU is still a figure while the MFU is None."""
+    bandwidth = setup.hardware.memory_bandwidth(measured=setup.hardware.measured)
+    return bytes_rate / bandwidth if bytes_rate and bandwidth else None
 
 
 def _row_extra(m: Measurement, phase: Phase, rl_measured: Roofline | None) -> dict[str, Any]:
@@ -371,6 +387,8 @@ def _row_extra(m: Measurement, phase: Phase, rl_measured: Roofline | None) -> di
     extra: dict[str, Any] = {}
     if rl_measured:
         extra["measured_roofline_s"] = rl_measured.roofline_s
+    if m.depth is not None:
+        extra["depth"] = m.depth
     latency = m.extra.get("latency_percentiles") if isinstance(m.extra, Mapping) else None
     wanted = [{"prefill": "ttft_s", "decode": "itl_s", "total": "e2e_s"}[phase]]
     if m.load.continuous and phase == "total":
@@ -420,13 +438,18 @@ def _prefill_seconds(m: Measurement) -> tuple[float | None, str]:
 def analyze_point(setup: Setup, m: Measurement, peers: Iterable[Measurement] = ()) -> list[Row]:
     """The rows of one measured point; ``peers`` are the other points of the same analysis,
     searched for a prefill measurement matching this point's batch and input length."""
+    if m.as_run is not None:
+        from mfubench.analysis.as_run import point_setup
+
+        setup, as_run_flags = point_setup(setup, m)
+        m = replace(m, extra={**m.extra, "flags": [*m.extra.get("flags", ()), *as_run_flags]})
     flags = _point_flags(m)
     if m.load.continuous:
         from mfubench.analysis.under_load import analyze_under_load
 
         return [_explained(setup, r) for r in analyze_under_load(setup, m, flags)]
     rows: list[Row] = []
-    steps = max(0, round(m.output_tokens) - 1)
+    steps = decode_steps(m)
     pre_s, pre_how = _prefill_seconds(m)
     if pre_s:
         rows.append(make_row(setup, m, "prefill", pre_s, pre_how, flags))
@@ -452,12 +475,12 @@ def _decode_seconds(
     if pre_s:
         return _positive_or_flag(elapsed - pre_s, "elapsed-ttft")
     for peer in peers:
-        if (peer is not m and peer.batch_size == m.batch_size
+        if (peer is not m and peer.batch_size == m.batch_size and peer.depth == m.depth
                 and round(peer.input_tokens) == round(m.input_tokens)):
             peer_s, _ = _prefill_seconds(peer)
             if peer_s:
                 return _positive_or_flag(elapsed - peer_s, "elapsed-minus-measured-prefill")
-    rl = phase_roofline(setup, prefill_work(setup, m.batch_size, round(m.input_tokens)))
+    rl = phase_roofline(setup, prefill_work(setup, m.batch_size, round(m.input_tokens), m.depth or 0))
     if rl is None:
         return None, "", ["no prefill time to subtract"]
     secs, how, fl_ = _positive_or_flag(elapsed - rl.roofline_s, "elapsed-minus-roofline-prefill")

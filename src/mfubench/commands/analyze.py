@@ -17,14 +17,18 @@ from mfubench.report import tables
 from mfubench.report.console import make_console
 
 
-def add_setup_options(p: argparse.ArgumentParser, model_option: bool = True) -> None:
-    """--model, --hardware and the counting options, shared by analyze/roofline/report."""
+def add_setup_options(p: argparse.ArgumentParser, model_option: bool = True,
+                      hardware_required: bool = True) -> None:
+    """--model, --hardware and the counting options, shared by analyze/roofline/report
+    (``analyze`` takes the device from files that name it: ``hardware_required=False``)."""
     if model_option:
         p.add_argument("--model", "-m", required=True,
                        help="what the FLOPs are counted for: a bundled id, a config.json, a folder "
                             "or a .gguf file")
-    p.add_argument("--hardware", required=True,
-                   help="NxNAME (4xH100-SXM), NAME (one device) or cpu (measured peaks)")
+    p.add_argument("--hardware", required=hardware_required, default=None,
+                   help="NxNAME (4xH100-SXM), NAME (one device) or cpu (measured peaks)"
+                        + ("" if hardware_required else "; optional for results that name their "
+                           "device (llama-bench's gpu_info), looked up in the catalog"))
     add_model_options(p)
     p.add_argument("--allreduce-latency-s", type=float, default=DEFAULT_ALLREDUCE_LATENCY_S,
                    help="per-message TP all-reduce latency the roofline assumes "
@@ -34,9 +38,14 @@ def add_setup_options(p: argparse.ArgumentParser, model_option: bool = True) -> 
                         "it are flagged exceeds-context (default: the model's maximum)")
 
 
-def setup_from_args(args: argparse.Namespace) -> Setup:
+def setup_from_args(args: argparse.Namespace, measurements: list[Any] | None = None) -> Setup:
     spec = resolve_model(args.model, args.dtype)
-    hardware = parse_hardware(args.hardware)
+    if args.hardware is None:
+        from mfubench.analysis.devices import hardware_of
+
+        hardware = hardware_of(measurements or [])
+    else:
+        hardware = parse_hardware(args.hardware)
     return make_setup(spec, hardware, check_convention(args.convention), args.tp, args.kv_dtype,
                       args.allreduce_latency_s, getattr(args, "max_model_len", None))
 
@@ -45,8 +54,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("analyze", help="MFU, MBU and roofline of measured results",
                        description=__doc__)
     p.add_argument("results", nargs="+", help="seed-format JSON, CSV/JSON tables, vllm bench "
-                   "serve JSON, or mfubench results JSONL")
-    add_setup_options(p)
+                   "serve JSON, peer benchmarks' exports, llama-bench json/jsonl/csv/md, or "
+                   "mfubench results JSONL")
+    add_setup_options(p, hardware_required=False)
     p.add_argument("--requested-output-tokens", type=float, default=None,
                    help="output length the runs asked for (flags early stops)")
     fmt = p.add_mutually_exclusive_group()
@@ -64,9 +74,12 @@ def load_all(paths: list[str], requested: float | None = None) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    setup = setup_from_args(args)
-    rows = analyze(setup, load_all(args.results, args.requested_output_tokens))
-    emit(rows, setup, args)
+    measurements = load_all(args.results, args.requested_output_tokens)
+    setup = setup_from_args(args, measurements)
+    rows = analyze(setup, measurements)
+    from mfubench.analysis.as_run import shown_setup
+
+    emit(rows, shown_setup(setup, measurements), args)
     return 0
 
 

@@ -18,6 +18,8 @@ Nine formats, told apart by content (the file name's suffix only settles CSV vs 
    its ``.csv`` with the JSON beside it.
 8. **guidellm** benchmark report (:mod:`.guidellm`): ``benchmarks.json``, one point per
    benchmark.
+9. **llama-bench** results (:mod:`.llama_bench`): ``-o json`` (an array of test objects),
+   ``-o jsonl``, ``-o csv`` and ``-o md``, one point per test.
 
 The peer tools' files are read under the load they held (``Measurement.load``: a concurrency,
 a rate or a trace; a static batch where every request was in flight at once), with
@@ -26,12 +28,15 @@ a rate or a trace; a static batch where every request was in flight at once), wi
 Detection, in order:
 
 - CSV text (a ``.csv`` suffix, or text whose first non-blank character is neither ``{`` nor
-  ``[`` unless the suffix is ``.json``, ``.jsonl`` or ``.ndjson``): a first row of AIPerf's
+  ``[`` unless the suffix is ``.json``, ``.jsonl`` or ``.ndjson``): a llama-bench markdown
+  table (a ``| model | ... | test | t/s |`` header line) -> llama-bench; a first row naming
+  llama-bench's fields (``model_type``, ``model_size``, ``n_prompt``, ``n_gen``, ``avg_ns``)
+  -> llama-bench CSV; a first row of AIPerf's
   (``Metric,avg,min,max,p1,...``) or GenAI-Perf's (``Metric,avg,min,max,p99,...``) per-request
   header -> that tool's CSV export (a first row ``Metric,Value``: AIPerf's when its rows name a
   ``Benchmark Duration``, else GenAI-Perf's); anything else -> a CSV table;
 - else the whole text as one JSON document:
-  a list -> table rows; an object with ``type`` -> mfubench results (one line);
+  a list of llama-bench test objects -> llama-bench; another list -> table rows; an object with ``type`` -> mfubench results (one line);
   with ``results`` -> seed; with ``rows`` -> table rows; with ``benchmarks`` and ``metadata``
   -> guidellm; with an ``input_config`` holding ``perf_analyzer`` -> GenAI-Perf, holding
   ``endpoint`` or ``loadgen`` -> AIPerf; with ``duration`` and ``completed`` -> SGLang when
@@ -40,8 +45,8 @@ Detection, in order:
   values are all objects and some key is an integer -> bare seed; anything else is an error
   naming the formats;
 - if the text is several JSON documents (one per line): every line an object; the first line
-  with ``type`` -> mfubench results; an SGLang result -> SGLang results, one Measurement per
-  line; with ``duration`` and ``completed`` -> vllm bench serve results appended with
+  with ``type`` -> mfubench results; a llama-bench test object -> llama-bench (``-o jsonl``);
+  an SGLang result -> SGLang results, one Measurement per line; with ``duration`` and ``completed`` -> vllm bench serve results appended with
   ``--append-result``. A line of another format than the first is an error.
 
 ``requested_output_tokens``, when given, is set on every point (overriding the file's value
@@ -58,7 +63,7 @@ from typing import Any
 
 from mfubench.analysis.measurement import Measurement
 from mfubench.errors import InputFileError, MfubenchError
-from mfubench.io.importers import aiperf, genai_perf
+from mfubench.io.importers import aiperf, genai_perf, llama_bench
 from mfubench.io.importers._common import (
     Entry,
     is_json_extra_data,
@@ -79,13 +84,14 @@ __all__ = ["FORMATS", "load_measurements"]
 #: The formats' names, as ``Measurement.extra["format"]`` gives them.
 FORMATS = ("seed", "table.csv", "table.json", "vllm-bench-serve", "mfubench-results",
            "sglang-bench-serving", aiperf.FORMAT_JSON, aiperf.FORMAT_CSV, genai_perf.FORMAT_JSON,
-           genai_perf.FORMAT_CSV, "guidellm")
+           genai_perf.FORMAT_CSV, "guidellm", llama_bench.FORMAT_JSON, llama_bench.FORMAT_JSONL,
+           llama_bench.FORMAT_CSV, llama_bench.FORMAT_MD)
 
 _JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 _EXPECTED = (
     "expected the seed's {'results': {batch: {...}}}, a table ({'rows': [...]} or a list of "
     "rows), a 'vllm bench serve' or SGLang bench_serving result, an AIPerf or GenAI-Perf "
-    "profile export, a guidellm report, or mfubench results lines"
+    "profile export, a guidellm report, llama-bench results, or mfubench results lines"
 )
 
 
@@ -119,6 +125,10 @@ def load_measurements(
 
 def _read_document(doc: Any, path: Path, requested: float | None) -> list[Measurement]:
     if isinstance(doc, list):
+        if doc and llama_bench.looks_like_llama_bench(doc[0]):
+            return llama_bench.read_llama_bench_objects(
+                [(Entry(path, f"test {i}", f"{path.name}[{i}]"), obj) for i, obj in enumerate(doc)],
+                requested, llama_bench.FORMAT_JSON)
         return read_json_rows(doc, path, requested)
     if not isinstance(doc, dict):
         raise InputFileError(f"{path}: the document is {kind(doc)}; {_EXPECTED}")
@@ -159,6 +169,10 @@ def _read_lines(text: str, path: Path, requested: float | None) -> list[Measurem
     first_number, first = lines[0]
     if looks_like_results(first):
         return read_results(lines, path, requested)
+    if llama_bench.looks_like_llama_bench(first):
+        return llama_bench.read_llama_bench_objects(
+            [(Entry(path, f"line {n}", f"{path.name}:line {n}"), obj) for n, obj in lines],
+            requested, llama_bench.FORMAT_JSONL)
     for looks_like, read, name in (
         (looks_like_sglang_bench, read_sglang_bench, "an SGLang bench_serving result"),
         (looks_like_vllm_bench, read_vllm_bench, "a 'vllm bench serve' result"),
@@ -181,6 +195,10 @@ def _read_lines(text: str, path: Path, requested: float | None) -> list[Measurem
 
 def _read_csv(text: str, path: Path, requested: float | None) -> list[Measurement]:
     """A peer tool's metrics CSV (by its first row), else a measurement table."""
+    if llama_bench.looks_like_llama_bench_md(text):
+        return llama_bench.read_llama_bench_md(text, path, requested)
+    if llama_bench.looks_like_llama_bench_csv(text):
+        return llama_bench.read_llama_bench_csv(text, path, requested)
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if first == aiperf.CSV_HEADER:
         return [aiperf.read_aiperf_csv(text, path, requested)]
