@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import math
 import os
 import random
 import signal
@@ -284,6 +285,69 @@ def test_requests_of_many_lengths_are_counted_as_the_engine_counts_them(
     for r in rows:
         for key in ("mfu", "mbu", "efficiency"):
             assert r[key] is None or r[key] <= 1 or key in r["above_peak"]
+
+
+def _traffic(url: str, model: str, seconds: float, rng: random.Random) -> int:
+    """Requests that mfubench does not send: plain urllib, two at a time, for ``seconds``."""
+    import threading
+    import urllib.request
+
+    sent = [0]
+
+    def worker() -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            body = json.dumps({"model": model, "prompt": [rng.randrange(*TOKEN_RANGE) for _ in range(rng.randint(16, 96))],
+                               "max_tokens": rng.randint(4, 24), "ignore_eos": True}).encode()
+            req = urllib.request.Request(f"{url}/v1/completions", body, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as reply:
+                reply.read()
+            sent[0] += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sent[0]
+
+
+def test_monitor_windows_add_up_to_the_engines_counter(
+    server: LaunchedServer, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``mfubench monitor`` over traffic it does not send: its windows' FLOPs sum to vLLM's own
+    counter delta over the watch, and every MFU and MBU is within 100 %."""
+    import threading
+    import urllib.request
+
+    from mfubench import cli
+    from mfubench.measure.metrics import parse_prometheus, total
+
+    def flops_counter() -> float:
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as reply:
+            value = total(parse_prometheus(reply.read().decode()), "vllm:estimated_flops_per_gpu_total")
+        assert value is not None
+        return value
+
+    before = flops_counter()
+    codes: list[int] = []
+    watch = threading.Thread(target=lambda: codes.append(cli.main([
+        "monitor", "--endpoint", server.url, "--model", str(model_dir), "--hardware", "H100-SXM",
+        "--interval", "2", "--sample", "0.25", "--duration", "11", "--json"])))
+    watch.start()
+    time.sleep(1.5)
+    sent = _traffic(server.url, str(model_dir), 5.0, random.Random(9))
+    watch.join(timeout=60)
+    after = flops_counter()
+    assert codes == [0] and sent > 4
+    windows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    ok = [w for w in windows if w["status"] == "ok"]
+    assert len(ok) >= 4 and all(w["source"] == "engine" for w in ok)
+    assert math.fsum(w["flops_per_gpu"] for w in ok) == pytest.approx(after - before, rel=1e-9)
+    assert any(w["busy_share"] > 0 for w in ok) and any(w["mfu"] > 0 for w in ok)
+    for w in ok:
+        for key in ("mfu", "mbu"):
+            assert w[key] is not None and (w[key] <= 1 or any(f.startswith("above-peak") for f in w["flags"]))
 
 
 def test_a_run_resumed_after_the_server_was_killed_measures_only_the_missing_points(

@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "report",
     "compare",
+    "monitor",
 )
 
 

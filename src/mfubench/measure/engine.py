@@ -44,12 +44,16 @@ class Engine:
         seconds_counters: ServerDelta ``*_sum_s`` field -> a counter of seconds (no count).
         dropped: fields of the common request this engine does not take.
         headers: HTTP headers of every completion request.
+        monitor: what ``mfubench monitor`` reads (:mod:`mfubench.measure.monitor`): Counters
+            field -> metric name; ``*_histogram`` names give ``_sum``/``_count``; gauges for
+            ``running``, ``waiting`` and ``kv_usage``.
     """
 
     name: str
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     dropped: tuple[str, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
+    monitor: Mapping[str, str] = field(default_factory=dict)
     counters: Mapping[str, str] = field(default_factory=dict)
     histograms: Mapping[str, str] = field(default_factory=dict)
     seconds_counters: Mapping[str, str] = field(default_factory=dict)
@@ -75,6 +79,19 @@ VLLM = Engine(
         "decode_time": "vllm:request_decode_time_seconds",
         "queue_time": "vllm:request_queue_time_seconds",
     },
+    monitor={
+        "flops": "vllm:estimated_flops_per_gpu_total",
+        "read_bytes": "vllm:estimated_read_bytes_per_gpu_total",
+        "write_bytes": "vllm:estimated_write_bytes_per_gpu_total",
+        "prompt_tokens": "vllm:prompt_tokens_total",
+        "generation_tokens": "vllm:generation_tokens_total",
+        "prompt_histogram": "vllm:request_prompt_tokens",
+        "generation_histogram": "vllm:request_generation_tokens",
+        "steps_histogram": "vllm:iteration_tokens_total",
+        "running": "vllm:num_requests_running",
+        "waiting": "vllm:num_requests_waiting",
+        "kv_usage": "vllm:kv_cache_usage_perc",
+    },
 )
 
 LLAMA_CPP = Engine(
@@ -91,6 +108,13 @@ LLAMA_CPP = Engine(
     seconds_counters={
         "prefill_time_sum_s": "llamacpp:prompt_seconds_total",
         "decode_time_sum_s": "llamacpp:tokens_predicted_seconds_total",
+    },
+    monitor={
+        "prompt_tokens": "llamacpp:prompt_tokens_total",
+        "generation_tokens": "llamacpp:tokens_predicted_total",
+        "steps": "llamacpp:n_decode_total",
+        "running": "llamacpp:requests_processing",
+        "waiting": "llamacpp:requests_deferred",
     },
 )
 
