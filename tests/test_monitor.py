@@ -143,3 +143,53 @@ def test_a_dead_endpoint_is_reported_each_window_and_the_watch_ends(capsys: pyte
                      "H100-SXM", "--interval", "0.3", "--duration", "1", "--json"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(lines) >= 2 and {x["status"] for x in lines} == {"unreachable"}
+
+
+def test_the_exporter_serves_the_last_windows_figures() -> None:
+    """``--serve-metrics``: mfubench_mfu_ratio / mfubench_mbu_ratio with endpoint, model and phase."""
+    import threading
+    import time
+    import urllib.request
+
+    from mfubench.measure.server import free_port
+
+    state = {"flops": 0.0}
+
+    async def serve(stop: threading.Event, ready: list[int]) -> None:
+        async def metrics(request: web.Request) -> web.Response:
+            state["flops"] += 1e13
+            return web.Response(text=vllm_text(state["flops"], 10, 10))
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        ready.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await runner.cleanup()
+
+    stop, ready = threading.Event(), []
+    engine = threading.Thread(target=lambda: asyncio.run(serve(stop, ready)))
+    engine.start()
+    while not ready:
+        time.sleep(0.01)
+    port = free_port()
+    url = f"http://127.0.0.1:{ready[0]}"
+    watch = threading.Thread(target=cli.main, args=([
+        "monitor", "--endpoint", url, "--model", "Qwen/Qwen3-8B", "--hardware", "H100-SXM", "--interval", "0.4",
+        "--sample", "0.1", "--duration", "2.5", "--json", "--serve-metrics", str(port)],))
+    watch.start()
+    time.sleep(1.6)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    watch.join(timeout=30)
+    stop.set()
+    engine.join(timeout=30)
+    samples = parse_prometheus(text)
+    mfu = [v for (name, labels), v in samples.items() if name == "mfubench_mfu_ratio"
+           and dict(labels) == {"endpoint": url, "model": "Qwen/Qwen3-8B", "phase": "total"}]
+    assert len(mfu) == 1 and 0 < mfu[0] < 1
+    assert any(name == "mfubench_mbu_ratio" for name, _ in samples)

@@ -88,6 +88,17 @@ def counters_between(before: Samples, after: Samples, engine: Engine, seconds: f
     return Counters(seconds=seconds, busy_share=busy_share, **values), notes  # type: ignore[arg-type]
 
 
+def engine_from_metrics(samples: Samples) -> Engine | None:
+    """The engine whose monitored metrics most appear in ``samples`` (None: none of them)."""
+    from mfubench.measure.engine import ENGINES
+
+    names = {name for name, _ in samples}
+    best = max(ENGINES.values(), key=lambda e: sum(1 for m in e.monitor.values()
+                                                    if m in names or f"{m}_count" in names))
+    hits = sum(1 for m in best.monitor.values() if m in names or f"{m}_count" in names)
+    return best if hits else None
+
+
 class _Reset(Exception):
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -138,6 +149,8 @@ class Watcher:
         except ServerError:
             s.reachable, s.baseline = False, None
             return
+        if not s.engine.monitor:  # a server the API did not name: by the metrics it exports
+            s.engine = engine_from_metrics(samples) or s.engine
         s.reachable = True
         now = time.monotonic()
         s.last_s = now
