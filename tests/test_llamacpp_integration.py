@@ -140,3 +140,17 @@ def test_launch_refuses_what_llama_cpp_cannot_serve(tmp_path: Path, capsys: pyte
     assert cli.main(["run", "--endpoint", "http://127.0.0.1:9", "--model", "m", "--hardware", "cpu",
                      "--input-tokens", "8", "--output-tokens", "2", "--slots", "2"]) == 2
     assert "--slots sets a launched llama.cpp" in capsys.readouterr().err
+
+
+def test_text_prompts_through_llama_cpps_own_tokenizer_are_exact(
+        server: LaunchedServer, gguf_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--prompt-mode text`` aligns texts through llama.cpp's ``/tokenize`` (``content``,
+    ``add_special``) and ``/detokenize``: usage has exactly the asked counts."""
+    out = tmp_path / "text.jsonl"
+    run(["--endpoint", server.url, "--model", str(gguf_file), "--hardware", "H100-SXM", "--batch-sizes", "2",
+         "--input-tokens", "40", "--output-tokens", "6", "--repeats", "1", "--prompt-mode", "text",
+         "--out", str(out)], capsys)
+    got = lines(out)
+    requests = [r for r in got if r["type"] == "request"]
+    assert got[0]["prompt_mode"] == "text" and len(requests) == 2
+    assert all((r["input_tokens"], r["output_tokens"], r["finish_reason"]) == (40, 6, "length") for r in requests)

@@ -44,6 +44,9 @@ class Engine:
         seconds_counters: ServerDelta ``*_sum_s`` field -> a counter of seconds (no count).
         dropped: fields of the common request this engine does not take.
         headers: HTTP headers of every completion request.
+        text_field: the text's field in ``/tokenize`` requests and ``/detokenize`` replies
+            (vLLM ``prompt``, llama.cpp ``content``); ``tokenize_extra`` joins the request
+            (llama.cpp: ``add_special``, so that the count is a completion's).
         monitor: what ``mfubench monitor`` reads (:mod:`mfubench.measure.monitor`): Counters
             field -> metric name; ``*_histogram`` names give ``_sum``/``_count``; gauges for
             ``running``, ``waiting`` and ``kv_usage``.
@@ -54,6 +57,8 @@ class Engine:
     dropped: tuple[str, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
     monitor: Mapping[str, str] = field(default_factory=dict)
+    text_field: str = "prompt"
+    tokenize_extra: Mapping[str, Any] = field(default_factory=dict)
     counters: Mapping[str, str] = field(default_factory=dict)
     histograms: Mapping[str, str] = field(default_factory=dict)
     seconds_counters: Mapping[str, str] = field(default_factory=dict)
@@ -101,6 +106,8 @@ LLAMA_CPP = Engine(
     # cpp-httplib closes a kept-alive connection after a few requests, racing the client's reuse
     # of it ("Server disconnected"): one connection per request (loopback: ~0.1 ms)
     headers={"Connection": "close"},
+    text_field="content",
+    tokenize_extra={"add_special": True},
     counters={
         "prompt_tokens": "llamacpp:prompt_tokens_total",
         "generation_tokens": "llamacpp:tokens_predicted_total",
@@ -120,7 +127,52 @@ LLAMA_CPP = Engine(
 
 OPENAI = Engine("openai")
 
-ENGINES: Mapping[str, Engine] = {e.name: e for e in (VLLM, LLAMA_CPP, OPENAI)}
+# SGLang (``--enable-metrics``): names from ``python/sglang/srt/metrics/collector.py`` at
+# sgl-project/sglang 93d04878cfb9b08645fae7b11bd340ee33b34acf (TokenizerMetricsCollector's
+# token counters, labels ``model_name`` and ``engine_type``; SchedulerMetricsCollector's gauges,
+# also ``tp_rank``/``pp_rank``). Its token counters move when a request finishes (its whole
+# prompt and output at once), so short windows lag long requests. The token histograms exist only with
+# ``--collect-tokens-histogram``; later SGLang adds per-GPU FLOP and byte estimates under
+# vLLM's names with the ``sglang:`` prefix (read when present). No step counter: no MBU from
+# token counters.
+SGLANG = Engine(
+    "sglang",
+    monitor={
+        "flops": "sglang:estimated_flops_per_gpu_total",
+        "read_bytes": "sglang:estimated_read_bytes_per_gpu_total",
+        "write_bytes": "sglang:estimated_write_bytes_per_gpu_total",
+        "prompt_tokens": "sglang:prompt_tokens_total",
+        "generation_tokens": "sglang:generation_tokens_total",
+        "prompt_histogram": "sglang:prompt_tokens_histogram",
+        "generation_histogram": "sglang:generation_tokens_histogram",
+        "running": "sglang:num_running_reqs",
+        "waiting": "sglang:num_queue_reqs",
+        "kv_usage": "sglang:token_usage",
+    },
+)
+
+# TGI: names from huggingface/text-generation-inference db931fcf42da018a3657580c64bf2720f167f9ab
+# (``router/src/server.rs``, ``router/src/validation.rs``, ``backends/v3/src/{backend,queue}.rs``;
+# ``docs/source/reference/metrics.md``), exported by metrics-exporter-prometheus without a
+# ``_total`` suffix and without a model label. TGI has no token counters: the prompt tokens are
+# ``tgi_request_input_length``'s ``_sum`` (recorded when a request is validated), the generated
+# ones ``tgi_request_generated_tokens``'s ``_sum`` (recorded when it finishes); its steps are
+# ``tgi_batch_inference_count`` (one per prefill or decode forward, label ``method``). No KV
+# fill gauge.
+TGI = Engine(
+    "tgi",
+    monitor={
+        "prompt_tokens": "tgi_request_input_length_sum",
+        "generation_tokens": "tgi_request_generated_tokens_sum",
+        "prompt_histogram": "tgi_request_input_length",
+        "generation_histogram": "tgi_request_generated_tokens",
+        "steps": "tgi_batch_inference_count",
+        "running": "tgi_batch_current_size",
+        "waiting": "tgi_queue_size",
+    },
+)
+
+ENGINES: Mapping[str, Engine] = {e.name: e for e in (VLLM, LLAMA_CPP, OPENAI, SGLANG, TGI)}
 
 
 def engine_named(name: str) -> Engine:

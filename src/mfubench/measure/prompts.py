@@ -52,13 +52,16 @@ class TokenizerIO(Protocol):
 class ServerTokenizer:
     """The server's own tokenizer: vLLM's ``POST /tokenize`` (``{"model", "prompt"}`` →
     ``{"count", "tokens"}``, special tokens added as for a completion) and ``POST /detokenize``
-    (``{"model", "tokens"}`` → ``{"prompt"}``)."""
+    (``{"model", "tokens"}`` → ``{"prompt"}``); llama.cpp's the same with ``content`` for
+    ``prompt`` and ``add_special`` (the engine's ``text_field`` and ``tokenize_extra``)."""
 
     def __init__(self, client: CompletionClient) -> None:
         self.client = client
 
     async def tokenize(self, text: str) -> list[int]:
-        reply = await self.client.post_json("/tokenize", {"model": self.client.model, "prompt": text})
+        engine = self.client.engine
+        reply = await self.client.post_json("/tokenize", {"model": self.client.model, engine.text_field: text,
+                                                          **engine.tokenize_extra})
         tokens = reply.get("tokens") if isinstance(reply, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
             raise ServerError(f"{self.client.base_url}/tokenize: no 'tokens' list of ids in {_excerpt(reply)}")
@@ -69,9 +72,10 @@ class ServerTokenizer:
 
     async def detokenize(self, ids: Sequence[int]) -> str:
         reply = await self.client.post_json("/detokenize", {"model": self.client.model, "tokens": list(ids)})
-        text = reply.get("prompt") if isinstance(reply, dict) else None
+        key = self.client.engine.text_field
+        text = reply.get(key) if isinstance(reply, dict) else None
         if not isinstance(text, str):
-            raise ServerError(f"{self.client.base_url}/detokenize: no 'prompt' text in {_excerpt(reply)}")
+            raise ServerError(f"{self.client.base_url}/detokenize: no {key!r} text in {_excerpt(reply)}")
         return text
 
 
