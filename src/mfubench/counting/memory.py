@@ -149,7 +149,7 @@ def kv_cache_bytes(spec: ModelSpec, context: int, kv_dtype: str | None = None, t
     return kv + _index_bytes(spec) * context + state_bytes_per_sequence(spec, tp)
 
 
-def expected_experts(num_experts: int, top_k: int, tokens: int) -> float:
+def expected_experts(num_experts: int, top_k: int, tokens: float) -> float:
     """Expected distinct experts ``tokens`` tokens route to, ``top_k`` each, uniformly:
     ``E * (1 - (1 - k/E) ** T)``."""
     if tokens <= 0:
