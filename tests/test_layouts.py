@@ -166,3 +166,43 @@ def test_layout_validation() -> None:
     assert Layout(tp=2, dp=4, ep=8).expert_tp == 1 and Layout(tp=2, dp=4, ep=2).expert_tp == 4
     assert Layout(tp=2, dp=2, pp=2).devices == 8
     assert math.isclose(Layout().imbalance, 1.0)
+
+
+def _setup(model: str, hardware: str, layout: Layout | None):  # type: ignore[no-untyped-def]
+    from mfubench.analysis.phases import make_setup
+    from mfubench.hardware.spec import parse_hardware
+
+    return make_setup(load_model(model), parse_hardware(hardware, attach_calibration=False),
+                      layout=layout)
+
+
+def test_setup_with_a_layout_counts_every_device_and_the_deployment_batch() -> None:
+    from mfubench.analysis.feasibility import fit
+    from mfubench.analysis.phases import decode_work, phase_roofline, prefill_work
+
+    plain = _setup(QWEN_MOE, "8xH100-SXM", None)
+    same = _setup(QWEN_MOE, "8xH100-SXM", Layout(tp=8))
+    assert plain.layout is None and same.layout is None  # plain TP stays on today's path
+    assert prefill_work(plain, 4, 512) == prefill_work(same, 4, 512)
+    dp = _setup(QWEN_MOE, "8xH100-SXM", Layout(tp=2, dp=4, ep=8))
+    assert dp.machine() is not None and dp.machine().devices == 8  # type: ignore[union-attr]
+    w = decode_work(dp, 64, 2000, 1)
+    assert w.flops == decode_work(plain, 64, 2000, 1).flops  # the same deployment's work
+    st = par.decode_span_stage(dp.spec, dp.parallel, 64, 2000, 1, 0)
+    assert w.flops_per_gpu == st.flops_total and w.bytes_per_gpu == st.bytes_total
+    # attention DP keeps 4 copies of the attention weights, each GPU more of them than TP 8's;
+    # the deployment holds its 4 ranks' sequences
+    f_dp, f_tp = fit(dp, 4096), fit(plain, 4096)
+    assert f_dp.weight_bytes_per_gpu > f_tp.weight_bytes_per_gpu
+    assert f_dp.max_batch == 4 * int(f_dp.free_bytes_per_gpu // f_dp.kv_bytes_per_sequence)
+    pp = _setup(LLAMA, "4xH100-SXM", Layout(tp=2, pp=2))
+    rl = phase_roofline(pp, prefill_work(pp, 1, 1024))
+    rl_tp2 = phase_roofline(_setup(LLAMA, "2xH100-SXM", None), prefill_work(_setup(LLAMA, "2xH100-SXM", None), 1, 1024))
+    assert rl is not None and rl_tp2 is not None
+    # one micro-batch passes both stages in turn: about TP 2's time, on twice the GPUs
+    assert rl.compute_s == pytest.approx(rl_tp2.compute_s, rel=1e-9)
+
+
+def test_setup_rejects_a_layout_that_does_not_use_the_devices() -> None:
+    with pytest.raises(MfubenchError, match="TP2 DP2 uses --tp x --dp x --pp = 4 devices but --hardware 8xH100-SXM"):
+        _setup(QWEN_MOE, "8xH100-SXM", Layout(tp=2, dp=2))

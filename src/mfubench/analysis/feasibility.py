@@ -53,7 +53,12 @@ class Fit:
 
 
 def fit(setup: Setup, context: int, memory_fraction: float = VLLM_GPU_MEMORY_UTILIZATION) -> Fit:
-    """Sequences of ``context`` tokens whose KV cache fits beside the weights (module doc)."""
+    """Sequences of ``context`` tokens whose KV cache fits beside the weights (module doc);
+    under a parallel layout, the whole deployment's (:func:`.layout_work.layout_fit`)."""
+    if setup.layout is not None:
+        from mfubench.analysis.layout_work import layout_fit
+
+        return layout_fit(setup, context, memory_fraction)
     spec, tp = setup.spec, setup.tp
     budget = memory_fraction * setup.hardware.memory_capacity
     weights = sum(memory.weight_bytes(spec, tp).values())

@@ -44,6 +44,7 @@ from mfubench.analysis.roofline import DEFAULT_ALLREDUCE_LATENCY_S, Machine, Roo
 from mfubench.counting import flops as fl
 from mfubench.counting import memory
 from mfubench.counting.components import check_tp
+from mfubench.counting.layout import Layout
 from mfubench.counting.workload import Convention, PrefillChunk
 from mfubench.errors import MfubenchError
 from mfubench.hardware.dtypes import compute_dtype
@@ -66,6 +67,12 @@ class Setup:
     allreduce_latency_s: float = DEFAULT_ALLREDUCE_LATENCY_S
     max_model_len: int | None = None  # the engine's longest context, where known
     peak_dtype: str | None = None  # the engine's GEMM peak where it is not the dtype rule's
+    layout: Layout | None = None  # a TP/DP/PP/EP layout (None: one TP replica of ``tp``)
+
+    @property
+    def parallel(self) -> Layout:
+        """The parallel layout: ``layout``, else one tensor-parallel replica of ``tp``."""
+        return self.layout if self.layout is not None else Layout(tp=self.tp)
 
     @property
     def dtype(self) -> str:
@@ -95,7 +102,7 @@ class Setup:
         link = hw.accelerator.interconnect
         return Machine(
             name=hw.name,
-            devices=self.tp,
+            devices=self.parallel.devices,
             peak_flops=peak,
             memory_bandwidth=bandwidth,
             memory_capacity=hw.memory_capacity,
@@ -103,6 +110,7 @@ class Setup:
             dtype=self.dtype,
             peak_source="measured" if use_measured else "datasheet",
             allreduce_latency_s=self.allreduce_latency_s,
+            tp=self.tp,
         )
 
     @property
@@ -124,9 +132,22 @@ def make_setup(
     kv_dtype: str | None = None,
     allreduce_latency_s: float = DEFAULT_ALLREDUCE_LATENCY_S,
     max_model_len: int | None = None,
+    layout: Layout | None = None,
 ) -> Setup:
     """A :class:`Setup`; ``tp`` defaults to the device count and must equal it (one replica
-    of the model over all the devices named)."""
+    of the model over all the devices named); a ``layout`` must use every device named."""
+    if layout is not None and not (layout.plain_tp and layout.imbalance == 1.0):
+        from mfubench.counting.parallel import check_layout
+
+        if layout.devices != hardware.count:
+            raise MfubenchError(
+                f"{layout.label} uses --tp x --dp x --pp = {layout.devices} devices but --hardware "
+                f"{hardware.name} has {hardware.count}: make them equal")
+        check_layout(spec, layout)
+        return Setup(spec, hardware, convention, layout.tp, kv_dtype, allreduce_latency_s,
+                     max_model_len, layout=layout)
+    if layout is not None:
+        tp = layout.tp
     tp = hardware.count if tp is None else tp
     if tp != hardware.count:
         raise MfubenchError(
@@ -159,6 +180,10 @@ class Work:
 def prefill_work(setup: Setup, batch: int, input_tokens: int, cached: int = 0) -> Work:
     """Work of ``batch`` prompts of ``input_tokens`` prefilled together, after ``cached``
     tokens already in each sequence's cache (a test at a depth)."""
+    if setup.layout is not None:
+        from mfubench.analysis.layout_work import layout_prefill_work
+
+        return layout_prefill_work(setup, batch, input_tokens, cached)
     spec, tp = setup.spec, setup.tp
     chunk = PrefillChunk(input_tokens, cached, batch)
     f = fl.prefill(spec, chunk, setup.convention)
@@ -170,6 +195,10 @@ def prefill_work(setup: Setup, batch: int, input_tokens: int, cached: int = 0) -
 def decode_work(setup: Setup, batch: int, input_tokens: int, steps: int) -> Work:
     """Work of ``steps`` decode steps of ``batch`` sequences after prompts of ``input_tokens``
     (the KV cache grows by one token per step; weights are read once per step)."""
+    if setup.layout is not None:
+        from mfubench.analysis.layout_work import layout_decode_work
+
+        return layout_decode_work(setup, batch, input_tokens, steps)
     spec, tp = setup.spec, setup.tp
     if steps <= 0:
         return Work(0, 0, 0, 0, 0)

@@ -45,6 +45,8 @@ class Machine:
         dtype: the matmul dtype the peak is for.
         peak_source: ``datasheet`` or ``measured``.
         allreduce_latency_s: per-message all-reduce latency (a model parameter).
+        tp: GPUs of one tensor-parallel group, the all-reduce ring (0: ``devices``, one TP
+            replica over every device).
     """
 
     name: str
@@ -56,6 +58,7 @@ class Machine:
     dtype: str
     peak_source: str
     allreduce_latency_s: float = DEFAULT_ALLREDUCE_LATENCY_S
+    tp: int = 0
 
     def __post_init__(self) -> None:
         if self.peak_flops <= 0 or self.memory_bandwidth <= 0 or self.devices < 1:
@@ -110,7 +113,7 @@ class Roofline:
 
 def allreduce_s(machine: Machine, messages: float, message_bytes: float) -> float:
     """Ring all-reduce time of ``messages`` all-reduces of ``message_bytes`` each."""
-    tp = machine.devices
+    tp = machine.tp or machine.devices
     if tp == 1 or messages == 0:
         return 0.0
     assert machine.link_bandwidth

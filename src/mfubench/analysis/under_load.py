@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 from mfubench.counting import flops as fl
 from mfubench.counting import memory
 from mfubench.counting.workload import DecodeStep, PrefillChunk
+from mfubench.errors import MfubenchError
 
 if TYPE_CHECKING:
     from mfubench.analysis.measurement import Measurement
@@ -90,6 +91,10 @@ def sequences_decoding(m: Measurement, f: Flow) -> float | None:
 def analyze_under_load(setup: Setup, m: Measurement, flags: list[str]) -> list[Row]:
     """The ``total`` and ``decode`` rows of a measurement under load (module doc)."""
     from mfubench.analysis.phases import row_of_work
+
+    if setup.layout is not None:
+        raise MfubenchError(f"{setup.layout.label}: points under load are analysed for one "
+                            "tensor-parallel replica only; drop --dp/--pp/--ep")
 
     f = flow(m)
     if f is None:  # a roofline-only row that says what is missing, not silence

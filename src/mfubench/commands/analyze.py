@@ -10,7 +10,7 @@ from mfubench.analysis.explain import summary
 from mfubench.analysis.phases import Row, Setup, analyze, make_setup
 from mfubench.analysis.roofline import DEFAULT_ALLREDUCE_LATENCY_S
 from mfubench.commands.argtypes import positive_int
-from mfubench.commands.flops import add_model_options, resolve_model
+from mfubench.commands.flops import add_model_options, layout_from_args, resolve_model
 from mfubench.counting.workload import check_convention
 from mfubench.hardware.spec import parse_hardware
 from mfubench.report import tables
@@ -47,7 +47,8 @@ def setup_from_args(args: argparse.Namespace, measurements: list[Any] | None = N
     else:
         hardware = parse_hardware(args.hardware)
     return make_setup(spec, hardware, check_convention(args.convention), args.tp, args.kv_dtype,
-                      args.allreduce_latency_s, getattr(args, "max_model_len", None))
+                      args.allreduce_latency_s, getattr(args, "max_model_len", None),
+                      layout=layout_from_args(args, hardware.count))
 
 
 def register(sub: Any) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from mfubench.commands.argtypes import positive_int
+from mfubench.counting.layout import Layout
 from mfubench.counting.summary import CountQuery, count
 from mfubench.counting.workload import CONVENTIONS, check_convention
 from mfubench.errors import MfubenchError
@@ -22,7 +23,19 @@ from mfubench.report.units import si
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """Options every command that counts shares: weights, KV dtype, TP, convention."""
     p.add_argument("--tp", type=positive_int, default=None,
-                   help="tensor-parallel degree (default: the device count of --hardware, else 1)")
+                   help="tensor-parallel degree (default: the device count of --hardware over "
+                        "--dp x --pp, else 1)")
+    p.add_argument("--dp", type=positive_int, default=1,
+                   help="attention data-parallel ranks (vLLM --data-parallel-size): each serves "
+                        "its share of the batch; routed experts span tp x dp GPUs (default 1)")
+    p.add_argument("--pp", type=positive_int, default=1,
+                   help="pipeline stages, layers split as vLLM splits them (default 1)")
+    p.add_argument("--ep", type=positive_int, default=1,
+                   help="expert-parallel sets: routed experts partitioned over E sets, each expert "
+                        "split (tp x dp)/E ways; vLLM --enable-expert-parallel is E = tp x dp "
+                        "(default 1: every expert split over tp x dp)")
+    p.add_argument("--ep-imbalance", type=float, default=1.0,
+                   help="routing skew: the busiest EP set's routed tokens over the mean (default 1)")
     p.add_argument("--dtype", choices=WEIGHT_FORMAT_NAMES, default=None,
                    help="how weights are stored (default: the config's dtype and quantization): "
                         "bf16/fp16/fp32 plain; fp8 and int8 are W8A8 (the matmuls run at the fp8/"
@@ -30,6 +43,23 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: the model dtype)")
     p.add_argument("--convention", choices=CONVENTIONS, default="causal",
                    help="what FLOPs count (see docs/counting.md; default causal)")
+
+
+def layout_from_args(args: argparse.Namespace, devices: int | None = None) -> Layout | None:
+    """The ``--tp/--dp/--pp/--ep/--ep-imbalance`` layout, or None for one TP replica (today's
+    path); ``--tp`` defaults to ``devices / (dp x pp)``."""
+    dp, pp, ep = getattr(args, "dp", 1), getattr(args, "pp", 1), getattr(args, "ep", 1)
+    imbalance = getattr(args, "ep_imbalance", 1.0)
+    if dp == 1 and pp == 1 and ep == 1 and imbalance == 1.0:
+        return None
+    tp = args.tp
+    if tp is None:
+        n = devices or dp * pp
+        if n % (dp * pp):
+            raise MfubenchError(f"--dp {dp} x --pp {pp} does not divide the {n} devices of "
+                                "--hardware; give --tp")
+        tp = n // (dp * pp)
+    return Layout(tp=tp, dp=dp, pp=pp, ep=ep, imbalance=imbalance)
 
 
 def resolve_model(name: str, dtype: str | None) -> ModelSpec:
@@ -71,11 +101,36 @@ def run(args: argparse.Namespace) -> int:
         convention=check_convention(args.convention),
     )
     result = count(spec, query)
+    layout = layout_from_args(args)
+    if layout is not None:
+        from mfubench.counting.summary import layout_counts
+
+        result["layout"] = layout_counts(spec, query, layout)
+        result["tp"] = layout.tp
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     render(result)
+    if "layout" in result:
+        render_layout(result["layout"])
     return 0
+
+
+def render_layout(lay: dict[str, Any]) -> None:
+    """The per-stage table of ``mfubench flops --dp/--pp/--ep``."""
+    console = make_console()
+    t = Table(title=f"{lay['label']} ({lay['devices']} GPUs; each expert split {lay['expert_tp']} "
+                    f"ways; {lay['rank_batch']} sequences per DP rank; busiest GPU per stage)")
+    for h in ("stage", "layers", "weights/GPU", "KV/GPU", "prefill FLOPs/GPU", "prefill bytes/GPU",
+              "decode FLOPs/GPU", "decode bytes/GPU"):
+        t.add_column(h, justify="right")
+    for st in lay["stages"]:
+        a, b = st["layers"]
+        t.add_row(str(st["stage"]), f"{a}-{b - 1}", si(st["weight_bytes"], "B", 4),
+                  si(st["kv_bytes"], "B", 4), si(st["prefill"]["flops_per_gpu"], "FLOP", 4),
+                  si(st["prefill"]["bytes"], "B", 4), si(st["decode"]["flops_per_gpu"], "FLOP", 4),
+                  si(st["decode"]["bytes"], "B", 4))
+    console.print(t)
 
 
 def render(r: dict[str, Any]) -> None:

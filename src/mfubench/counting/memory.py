@@ -154,7 +154,8 @@ def expected_experts(num_experts: int, top_k: int, tokens: float) -> float:
     ``E * (1 - (1 - k/E) ** T)``."""
     if tokens <= 0:
         return 0.0
-    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
+    untouched: float = (1.0 - top_k / num_experts) ** tokens
+    return num_experts * (1.0 - untouched)
 
 
 @dataclass(frozen=True)

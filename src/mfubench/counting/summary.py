@@ -18,6 +18,7 @@ from typing import Any
 from mfubench import __version__
 from mfubench.counting import flops, memory
 from mfubench.counting.components import check_tp
+from mfubench.counting.layout import Layout
 from mfubench.counting.workload import Convention, DecodeStep, PrefillChunk, Request
 from mfubench.model.spec import ModelSpec
 
@@ -86,3 +87,32 @@ def _phase(spec: ModelSpec, fl: dict[str, int], tp: int, nbytes: memory.StepByte
         "read_bytes_breakdown": nbytes.read,
         "write_bytes_breakdown": nbytes.write,
     }
+
+
+def layout_counts(spec: ModelSpec, q: CountQuery, layout: Layout) -> dict[str, Any]:
+    """Per-GPU counts of ``q`` under ``layout``, stage by stage (the busiest GPU of each):
+    its layers, weight bytes, the KV one GPU holds for its DP rank's share of ``q.batch``, and
+    the prefill and decode step of :func:`count` (FLOPs and bytes per GPU)."""
+    from mfubench.counting import parallel as par
+
+    par.check_layout(spec, layout)
+    context = q.input_tokens if q.context is None else q.context
+    chunk = PrefillChunk(q.input_tokens, 0, q.batch)
+    stages = []
+    for s in range(layout.pp):
+        pre = par.prefill_stage(spec, layout, chunk, s, q.convention, q.kv_dtype)
+        dec = par.decode_span_stage(spec, layout, q.batch, context, 1, s, q.kv_dtype)
+        stages.append({
+            "stage": s, "layers": [pre.layers.start, pre.layers.stop],
+            "weight_bytes": sum(pre.weight_bytes.values()),
+            "weight_bytes_breakdown": pre.weight_bytes,
+            "kv_bytes": par.kv_bytes_per_gpu(spec, layout, q.batch, context + 1, q.kv_dtype, s),
+            "prefill": {"flops_per_gpu": pre.flops_total, "bytes": pre.bytes_total,
+                        "flops_breakdown": pre.flops},
+            "decode": {"flops_per_gpu": dec.flops_total, "bytes": dec.bytes_total,
+                       "flops_breakdown": dec.flops, "read_bytes_breakdown": dec.read},
+        })
+    return {"tp": layout.tp, "dp": layout.dp, "pp": layout.pp, "ep": layout.ep,
+            "ep_imbalance": layout.imbalance, "devices": layout.devices, "label": layout.label,
+            "expert_tp": layout.expert_tp, "rank_batch": par.ceil_div(q.batch, layout.dp),
+            "stages": stages}
