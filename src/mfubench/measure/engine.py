@@ -157,8 +157,9 @@ SGLANG = Engine(
 # ``_total`` suffix and without a model label. TGI has no token counters: the prompt tokens are
 # ``tgi_request_input_length``'s ``_sum`` (recorded when a request is validated), the generated
 # ones ``tgi_request_generated_tokens``'s ``_sum`` (recorded when it finishes); its steps are
-# ``tgi_batch_inference_count`` (one per prefill or decode forward, label ``method``). No KV
-# fill gauge.
+# ``tgi_batch_inference_count`` (one per prefill or decode forward, label ``method``). The
+# window's requests are those validated in it (the prompt histogram's ``_count``), which in a
+# steady state are as many as finished. No KV fill gauge.
 TGI = Engine(
     "tgi",
     monitor={

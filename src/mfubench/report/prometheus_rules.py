@@ -194,7 +194,7 @@ def build_rules(
         # both: the engine's figure where its counter moves, else the tokens' (vLLM without
         # --enable-mfu-metrics exports the counters at 0); the source said in a label
         expr = (f'label_replace(\n  (\n{_indent(exprs["engine"], 4)}\n  ) > 0,\n'
-                f'  "mfubench_source", "engine", "", ""\n)\nor\nlabel_replace(\n  (\n'
+                f'  "mfubench_source", "engine", "", ""\n)\nor on ({", ".join(by)})\nlabel_replace(\n  (\n'
                 f'{_indent(exprs["tokens"], 4)}\n  ),\n  "mfubench_source", "tokens", "", ""\n)')
         rules.append(Rule(record, expr, dict(static), (
             f"{what} of {head}, from {how['engine']} where they move,",
