@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # pip on this kind of machine warns about absent local index folders; keep the log readable.
 QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: demo demo-engines test test-avx2 lint typecheck clean browser
+.PHONY: demo demo-engines test test-avx2 lint typecheck clean browser prometheus
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,7 +42,17 @@ browser:
 	      || echo "chromium could not be installed: browser tests will be skipped"; \
 	  else echo "no chromium and no root apt-get: browser tests will be skipped"; fi; }
 
-test: lint typecheck browser
+# The monitoring tests run Debian's Prometheus (promtool on the generated rules; a live server
+# scraping vLLM with them); install it where we can (root with apt), else those tests skip.
+prometheus:
+	@{ command -v promtool >/dev/null 2>&1 && test -x /usr/bin/prometheus; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's prometheus for the monitoring tests"; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+	      || echo "prometheus could not be installed: its tests will be skipped"; \
+	  else echo "no prometheus and no root apt-get: its tests will be skipped"; fi; }
+
+test: lint typecheck browser prometheus
 	$(PY) -m pytest
 	@$(MAKE) --no-print-directory test-avx2
 
