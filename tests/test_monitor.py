@@ -193,3 +193,63 @@ def test_the_exporter_serves_the_last_windows_figures() -> None:
            and dict(labels) == {"endpoint": url, "model": "Qwen/Qwen3-8B", "phase": "total"}]
     assert len(mfu) == 1 and 0 < mfu[0] < 1
     assert any(name == "mfubench_mbu_ratio" for name, _ in samples)
+
+
+def test_data_parallel_engines_behind_one_endpoint_are_per_gpu_of_one_replica() -> None:
+    """vLLM with --data-parallel-size 2 labels each engine's counters ``engine="0"``/``"1"``,
+    each on its own GPUs: the window's per-GPU work is their sum over two."""
+    def two(flops: float, gen: float) -> str:
+        return "".join(f'vllm:estimated_flops_per_gpu_total{{engine="{e}",model_name="m"}} {flops}\n'
+                       f'vllm:generation_tokens_total{{engine="{e}",model_name="m"}} {gen}\n'
+                       f'vllm:prompt_tokens_total{{engine="{e}",model_name="m"}} {gen}\n' for e in "01")
+
+    c, _ = counters_between(parse_prometheus(two(0, 0)), parse_prometheus(two(1e14, 50)), VLLM, 1.0, None)
+    assert c is not None and c.replicas == 2 and c.flops == 2e14
+    w = window_figures(SETUP, c)
+    assert w.flops_per_gpu == 1e14
+    assert w.mfu == pytest.approx(1e14 / SETUP.machine().peak_flops)  # type: ignore[union-attr]
+
+
+def test_monitor_reads_a_fleet_through_prometheus(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--prometheus URL``: one line per instance and window from PromQL ``increase()``."""
+    import threading
+    import time
+
+    values = {"vllm:estimated_flops_per_gpu_total": 4.947e14, "vllm:estimated_read_bytes_per_gpu_total": 3.35e11,
+              "vllm:estimated_write_bytes_per_gpu_total": 0.0, "vllm:prompt_tokens_total": 100.0,
+              "vllm:generation_tokens_total": 100.0}
+
+    async def serve(stop: threading.Event, ready: list[int]) -> None:
+        async def query(request: web.Request) -> web.Response:
+            q = request.query.get("query", "")
+            name = next((n for n in sorted(values, key=len, reverse=True) if n in q), None)
+            value = 1.0 if q.startswith(("count by", "avg_over_time")) or name is None else values[name]
+            return web.json_response({"status": "success", "data": {"resultType": "vector", "result": [
+                {"metric": {"instance": "gpu-node:8000", "model_name": "m"}, "value": [1.0, str(value)]}]}})
+
+        app = web.Application()
+        app.router.add_get("/api/v1/query", query)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        ready.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await runner.cleanup()
+
+    stop, ready = threading.Event(), []
+    prom = threading.Thread(target=lambda: asyncio.run(serve(stop, ready)))
+    prom.start()
+    while not ready:
+        time.sleep(0.01)
+    try:
+        assert cli.main(["monitor", "--prometheus", f"http://127.0.0.1:{ready[0]}", "--model", "Qwen/Qwen3-8B",
+                         "--hardware", "H100-SXM", "--interval", "0.5", "--duration", "0.9", "--json"]) == 0
+    finally:
+        stop.set()
+        prom.join(timeout=30)
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 2 and all(x["endpoint"] == "gpu-node:8000" and x["source"] == "engine" for x in lines)
+    # 4.947e14 FLOPs per GPU in a 0.5 s window on a 989.4 TFLOP/s GPU: 100 %
+    assert lines[0]["mfu"] == pytest.approx(4.947e14 / (0.5 * 989.4e12)) and lines[0]["busy_share"] == 1.0

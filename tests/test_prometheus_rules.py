@@ -262,6 +262,8 @@ def test_fleet_counters_from_the_stub() -> None:
 
     def answer(q: str) -> Any:
         seen.append(q)
+        if q.startswith("count by"):  # data-parallel engines per instance: one
+            return _vector((a, 1), (b, 1))
         if q.startswith("avg_over_time"):
             return _vector((a, 0.75), (b, 0.5))
         if "num_requests_running" in q:
@@ -272,6 +274,7 @@ def test_fleet_counters_from_the_stub() -> None:
     fleet = _with_stub(answer, lambda api: api.fleet_counters(VLLM, 60, model="llama"))
     assert set(fleet) == {("10.0.0.1:8000", "llama"), ("10.0.0.2:8000", "llama")}
     c = fleet[("10.0.0.1:8000", "llama")]
+    assert c.replicas == 1
     assert (c.seconds, c.flops, c.read_bytes, c.prompt_tokens, c.steps) == (60, 6e15, 1e13, 8192, 2000)
     assert (c.finished_requests, c.finished_prompt_tokens, c.finished_generation_tokens) == (16, 8192, 2048)
     assert (c.running, c.waiting, c.kv_usage, c.busy_share) == (8, 3, 0.25, 0.75)

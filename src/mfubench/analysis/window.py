@@ -20,7 +20,9 @@ The work comes, in order of preference, from
     ``_count``): each step reads the weights once, each generated token its sequence's cache.
     Without a step count there is no MBU, and the figure says why.
 
-Both are over wall time. ``busy_share`` (the fraction of the window's samples with a request
+With several replicas behind one endpoint (vLLM's data-parallel engines, each on its own
+GPUs) the summed work is divided by their number: per GPU of one replica, on average. Both
+are over wall time. ``busy_share`` (the fraction of the window's samples with a request
 running) gives the utilisation while serving: ``mfu / busy_share``. A figure above 100 % is
 flagged ``above-peak`` (never clamped), as everywhere in mfubench.
 """
@@ -54,6 +56,9 @@ class Counters:
         busy_share: fraction of the window's samples with a request running.
         running / waiting: requests running and queued at the window's end.
         kv_usage: the KV cache's fill at the end (0..1).
+        replicas: engines behind the endpoint (vLLM's data-parallel ``engine`` label values),
+            each on its own GPUs: the counters above are summed over them, and the figures
+            are per GPU of one replica on average (their sum over ``replicas``).
     """
 
     seconds: float
@@ -70,6 +75,7 @@ class Counters:
     running: float | None = None
     waiting: float | None = None
     kv_usage: float | None = None
+    replicas: int = 1
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,9 @@ def window_figures(setup: Setup, c: Counters, input_tokens: float | None = None,
             flops, nbytes, share = _token_work(setup, c, mean_in, mean_out or 1.0, notes)
     else:
         notes.append("no FLOPs: the engine exports neither FLOP nor token counters")
+    if c.replicas > 1:  # the counters are summed over replicas on their own GPUs
+        flops = None if flops is None else flops / c.replicas
+        nbytes = None if nbytes is None else nbytes / c.replicas
     tokens = None
     if c.prompt_tokens is not None and c.generation_tokens is not None:
         tokens = (c.prompt_tokens + c.generation_tokens) / c.seconds

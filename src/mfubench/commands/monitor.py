@@ -12,9 +12,11 @@ endpoint; ``--serve-metrics PORT`` also exposes ``mfubench_mfu_ratio`` and
 stops answering: said on its line, and the watch goes on. Stops after ``--duration`` seconds,
 or at Ctrl-C.
 
-With ``--prometheus-rules FILE`` (and ``--grafana-dashboard FILE``) it writes recording rules
+With ``--prometheus URL`` the fleet is read through Prometheus's HTTP API instead (PromQL over
+every instance it scrapes: hundreds of replicas are one query per counter). With
+``--prometheus-rules FILE`` (and ``--grafana-dashboard FILE``) it writes recording rules
 (``mfubench:mfu:ratio``, ``mfubench:mbu:ratio``) that compute the same figures inside
-Prometheus, and exits.
+Prometheus, and exits (``--engine`` names whose counters; :mod:`mfubench.report.prometheus_rules`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per window and endpoint")
     p.add_argument("--serve-metrics", type=positive_int, default=None, metavar="PORT",
                    help="expose mfubench_mfu_ratio / mfubench_mbu_ratio on 127.0.0.1:PORT for Prometheus")
+    p.add_argument("--prometheus", default=None, metavar="URL",
+                   help="read the fleet through this Prometheus's HTTP API (PromQL over every "
+                        "instance it scrapes) instead of scraping each --endpoint")
     p.add_argument("--prometheus-rules", default=None, metavar="FILE",
                    help="write Prometheus recording rules computing the same figures, and exit")
     p.add_argument("--grafana-dashboard", default=None, metavar="FILE",
@@ -74,8 +79,19 @@ def run(args: argparse.Namespace) -> int:
         return _write_rules(args, setup)
     if args.grafana_dashboard:
         raise MfubenchError("--grafana-dashboard goes with --prometheus-rules")
+    if args.prometheus:
+        if args.endpoint:
+            raise MfubenchError("give --endpoint URLs or --prometheus URL, not both")
+        if args.serve_metrics:
+            raise MfubenchError("--serve-metrics exports what --endpoint scrapes; with --prometheus "
+                                "use --prometheus-rules to record the figures there")
+        try:
+            asyncio.run(_fleet(args, setup))
+        except KeyboardInterrupt:
+            print("stopped", file=sys.stderr)
+        return 0
     if not args.endpoint:
-        raise MfubenchError("give --endpoint URL (one per replica), or --prometheus-rules FILE")
+        raise MfubenchError("give --endpoint URL (one per replica), --prometheus URL, or --prometheus-rules FILE")
     from mfubench.commands.run import _api_key
 
     api_key = _api_key(args.api_key_env)
@@ -96,10 +112,52 @@ def _write_rules(args: argparse.Namespace, setup: Any) -> int:
     write_text(args.prometheus_rules, text)
     print(f"wrote {args.prometheus_rules}", file=sys.stderr)
     if args.grafana_dashboard:
-        board = prometheus_rules.grafana_dashboard(setup, engine=args.engine)
+        board = prometheus_rules.grafana_dashboard()
         write_text(args.grafana_dashboard, json.dumps(board, indent=2))
         print(f"wrote {args.grafana_dashboard}", file=sys.stderr)
     return 0
+
+
+async def _fleet(args: argparse.Namespace, setup: Any) -> None:
+    """``--prometheus URL``: every ``--interval``, each instance's window over the last interval
+    from PromQL (``increase()`` of the engine's counters), one line per instance."""
+    from mfubench.analysis.window import window_figures
+    from mfubench.measure.engine import engine_named
+    from mfubench.measure.promql import PrometheusAPI
+
+    try:
+        engine = engine_named(args.engine)
+    except ValueError as exc:
+        raise MfubenchError(f"--engine: {exc}") from None
+    started = time.monotonic()
+    render = _Live(setup) if not args.json else None
+    async with PrometheusAPI(args.prometheus) as prom:
+        try:
+            while True:
+                await asyncio.sleep(args.interval)
+                fleet = await prom.fleet_counters(engine, args.interval)
+                if not fleet:
+                    print(json.dumps({"prometheus": args.prometheus, "status": "no-series",
+                                      "notes": [f"no {engine.name} counters in {args.prometheus}"]}), flush=True)
+                for (instance, model), counters in fleet.items():
+                    figures = window_figures(setup, counters, args.input_tokens, args.output_tokens)
+                    line = {"endpoint": instance, "model": model or str(args.model), "engine": engine.name,
+                            "status": "ok", "window_s": counters.seconds, "notes": list(figures.notes),
+                            "source": figures.source, "flops_per_gpu": figures.flops_per_gpu,
+                            "bytes_per_gpu": figures.bytes_per_gpu, "mfu": figures.mfu, "mbu": figures.mbu,
+                            "mfu_busy": figures.mfu_busy, "mbu_busy": figures.mbu_busy,
+                            "busy_share": counters.busy_share, "tokens_per_s": figures.tokens_per_s,
+                            "running": counters.running, "waiting": counters.waiting,
+                            "kv_usage": counters.kv_usage, "flags": list(figures.flags)}
+                    if render is None:
+                        print(json.dumps(line, allow_nan=False), flush=True)
+                    else:
+                        render.add(line)
+                if args.duration is not None and time.monotonic() - started >= args.duration:
+                    return
+        finally:
+            if render is not None:
+                render.close()
 
 
 class _Exporter:

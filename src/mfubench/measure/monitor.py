@@ -77,6 +77,9 @@ def counters_between(before: Samples, after: Samples, engine: Engine, seconds: f
         return None, [f"counter-reset: {reset.name} went down (the server restarted?); this window is dropped"]
     for key in _GAUGES:
         values[key] = total(after, names[key]) if key in names else None
+    counted = names.get("generation_tokens")
+    sets = {labels for name, labels in after if name == counted} if counted else set()
+    replicas = len({dict(labels).get("engine") for labels in sets}) if sets else 1
     if values.get("flops") == 0 and (values.get("generation_tokens") or 0) > 0:
         notes.append(f"{names['flops']} did not move while tokens were generated (vLLM without "
                      "--enable-mfu-metrics?): the figures come from the token counters")
@@ -85,7 +88,8 @@ def counters_between(before: Samples, after: Samples, engine: Engine, seconds: f
     for key in ("flops", "prompt_tokens"):
         if key in names and values.get(key) is None and total(after, names[key]) is None:
             notes.append(f"{names[key]} is not exported")
-    return Counters(seconds=seconds, busy_share=busy_share, **values), notes  # type: ignore[arg-type]
+    return Counters(seconds=seconds, busy_share=busy_share, replicas=max(1, replicas),
+                    **values), notes  # type: ignore[arg-type]
 
 
 def engine_from_metrics(samples: Samples) -> Engine | None:

@@ -184,6 +184,9 @@ class PrometheusAPI:
         for key in _GAUGES:
             if key in names:
                 fields[key] = await self.by_instance(f"sum by ({by}) ({names[key]}{sel})", model_label, at_s)
+        if "generation_tokens" in names:  # data-parallel engines behind one instance (vLLM's engine label)
+            fields["replicas"] = await self.by_instance(
+                f"count by ({by}) (count by ({by}, engine) ({names['generation_tokens']}{sel}))", model_label, at_s)
         if "running" in names:
             fields["busy_share"] = await self.by_instance(
                 f"avg_over_time(clamp_max(sum by ({by}) ({names['running']}{sel}), 1)[{w}:])", model_label, at_s)
@@ -193,6 +196,7 @@ class PrometheusAPI:
             if values.get("flops") == 0 and (values.get("generation_tokens") or 0) > 0:
                 # vLLM without --enable-mfu-metrics: its estimates stay at 0; the tokens count
                 values.update(flops=None, read_bytes=None, write_bytes=None)
+            values["replicas"] = max(1, int(values.get("replicas") or 1))
             out[k] = Counters(seconds=window_s, **values)
         return out
 
