@@ -47,7 +47,6 @@ from mfubench.counting.components import check_tp
 from mfubench.counting.layout import Layout
 from mfubench.counting.workload import Convention, PrefillChunk
 from mfubench.errors import MfubenchError
-from mfubench.hardware.dtypes import compute_dtype
 from mfubench.hardware.spec import HardwareSpec
 from mfubench.model.spec import ModelSpec
 
@@ -80,13 +79,9 @@ class Setup:
         (llama.cpp's CUDA fp16 GEMMs: ``fp16_acc16``), else the dtype rule of ``hardware.dtypes``."""
         if self.peak_dtype:
             return self.peak_dtype
-        w = self.spec.weights
-        weight = {"fp8": "fp8", "int8": "int8", "int4": "int4", "mxfp4": "fp4"}.get(
-            w.scheme or "", w.dtype
-        )
-        if w.experts_only:
-            weight = w.dtype  # most matmuls (attention, router, LM head) stay unquantized
-        return compute_dtype(weight, w.activation_dtype)
+        from mfubench.model.formats import matmul_dtype
+
+        return matmul_dtype(self.spec.weights, self.hardware.accelerator.peak_flops)[0]
 
     def machine(self, measured: bool = False) -> Machine | None:
         """The per-GPU figures for the roofline; None when the device has no peak for the dtype

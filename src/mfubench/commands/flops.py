@@ -39,8 +39,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=WEIGHT_FORMAT_NAMES, default=None,
                    help="how weights are stored (default: the config's dtype and quantization): "
                         "bf16/fp16/fp32 plain; fp8 and int8 are W8A8 (the matmuls run at the fp8/"
-                        "int8 peak); int4 is W4A16 AWQ/GPTQ and mxfp4 W4A16 (bf16 peak)")
-    p.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: the model dtype)")
+                        "int8 peak); int4 is W4A16 AWQ/GPTQ and mxfp4 W4A16 (bf16 peak); nvfp4 "
+                        "(W4A4, fp4 peak), mxfp8 (W8A8) where the device has block-scaled math, "
+                        "else dequantized at the bf16 peak; fp8-channel, fp8-block, w4a8, "
+                        "nvfp4-w4a16 (docs/counting.md)")
+    p.add_argument("--kv-dtype", default=None,
+                   help="KV-cache dtype (default: the model dtype): bf16, fp16, fp8, nvfp4")
     p.add_argument("--convention", choices=CONVENTIONS, default="causal",
                    help="what FLOPs count (see docs/counting.md; default causal)")
 

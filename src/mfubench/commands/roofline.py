@@ -60,6 +60,9 @@ def predict(setup: Setup, batches: Sequence[int], inputs: Sequence[int], outputs
             lim[str(ctx)] = {"max_batch": L.max_batch, "kv_bytes_per_sequence": L.kv_bytes_per_sequence,
                              "free_bytes_per_gpu": L.free_bytes_per_gpu,
                              "decode_compute_bound_batch": L.compute_bound_batch}
+    from mfubench.model.formats import matmul_dtype
+
+    _, peak_note = matmul_dtype(setup.spec.weights, setup.hardware.accelerator.peak_flops)
     limit, limit_source = max_context(setup)
     fits_by_batch = {str(b): longest_context_that_fits(setup, b) for b in batches}
     return {
@@ -67,6 +70,7 @@ def predict(setup: Setup, batches: Sequence[int], inputs: Sequence[int], outputs
         "max_context": limit, "max_context_source": limit_source,
         "longest_context_by_batch": fits_by_batch,
         "convention": setup.convention, "dtype": setup.dtype, "peak": setup.peak_label,
+        "peak_note": peak_note, "layout": setup.parallel.label,
         "ridge": machine.ridge if machine else None,
         "allreduce_latency_s": setup.allreduce_latency_s,
         "limits_by_context": lim, "points": points,
@@ -80,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     console = make_console()
-    console.print(f"[bold]{result['model']}[/] on {result['hardware']} (TP {result['tp']}), "
+    console.print(f"[bold]{result['model']}[/] on {result['hardware']} ({result['layout']}), "
                   f"{result['dtype']}; {result['peak']}; ridge {result['ridge']:.3g} FLOP/byte")
+    if result["peak_note"]:
+        console.print(f"note: {result['peak_note']}", highlight=False)
     t = Table(title=f"best case per point (convention {setup.convention}; all-reduce latency "
                     f"{setup.allreduce_latency_s:g} s per message)", title_justify="left")
     for h in ("batch", "in", "out", "prefill s", "prefill bound", "MFU ceil.", "decode s",

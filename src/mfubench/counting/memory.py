@@ -109,9 +109,14 @@ def _index_bytes(spec: ModelSpec) -> int:
     return sum(index_key_bytes(lyr.attention) for lyr in spec.layers if lyr.attention is not None)
 
 
-def kv_dtype_bytes(spec: ModelSpec, kv_dtype: str | None) -> int:
-    """Bytes per KV element: ``kv_dtype`` if given (``fp8``, ``bf16``, ...), else the engine's
+def kv_dtype_bytes(spec: ModelSpec, kv_dtype: str | None) -> float:
+    """Bytes per KV element: ``kv_dtype`` if given (``fp8``, ``bf16``, ``nvfp4``: 0.5 + 1/16 with
+    its E4M3 scale per 16, :data:`~mfubench.model.formats.KV_FORMAT_BYTES`), else the engine's
     default for the weights (a GGUF file's: llama.cpp's f16), else the model dtype."""
+    from mfubench.model.formats import KV_FORMAT_BYTES
+
+    if kv_dtype and kv_dtype.strip().lower() in KV_FORMAT_BYTES:
+        return KV_FORMAT_BYTES[kv_dtype.strip().lower()]
     return DTYPE_BYTES[normalize_dtype(kv_dtype) if kv_dtype else default_kv_dtype(spec)]
 
 

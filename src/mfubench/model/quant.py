@@ -33,10 +33,12 @@ from mfubench.hardware.dtypes import normalize_dtype as hw_normalize_dtype
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}
 
 
-#: Names ``--dtype`` accepts: a plain storage dtype or a quantization scheme.
-WEIGHT_FORMAT_NAMES = ("bf16", "fp16", "fp32", "fp8", "int8", "int4", "mxfp4")
+#: Names ``--dtype`` accepts: a plain storage dtype, a quantization scheme, or a block format
+#: of :mod:`mfubench.model.formats` (exact scales; the peak each runs at depends on the device).
+WEIGHT_FORMAT_NAMES = ("bf16", "fp16", "fp32", "fp8", "int8", "int4", "mxfp4", "nvfp4",
+                       "nvfp4-w4a16", "mxfp8", "fp8-channel", "fp8-block", "w4a8")
 
-Scheme = Literal["fp8", "int8", "int4", "mxfp4"]
+Scheme = Literal["fp8", "int8", "int4", "mxfp4", "block"]
 WeightKind = Literal["linear", "expert", "embedding", "lm_head", "norm", "router", "conv"]
 
 
@@ -61,10 +63,14 @@ class WeightFormat:
         dtype: the model's own dtype, used by everything the scheme leaves alone.
         scheme: None for plain ``dtype`` weights, else the quantization scheme.
         group_size: int4: inputs per scale group.
+        zero_points: int4: a 4-bit zero point per group beside the fp16 scale (AWQ/GPTQ
+            asymmetric); False for symmetric (compressed-tensors ``symmetric: true``).
         block_scales: fp8: one fp32 scale per 128x128 block (else one per tensor).
         experts_only: the scheme covers only routed experts (mxfp4 as in gpt-oss).
         activation_dtype: the dtype the matmuls take their activations in: fp8 for W8A8 fp8,
             int8 for W8A8 int8, else the model dtype (weight-only schemes dequantize).
+        format_name: scheme ``block``: the :data:`~mfubench.model.formats.FORMATS` entry
+            (``nvfp4``, ``mxfp8``, ``fp8-channel``, ...), whose bytes and matmul dtype apply.
     """
 
     dtype: str = "bf16"
@@ -73,12 +79,16 @@ class WeightFormat:
     block_scales: bool = False
     experts_only: bool = False
     activation_dtype: str = "bf16"
+    format_name: str = ""
+    zero_points: bool = True
 
     @property
     def name(self) -> str:
         """A short label: ``bf16``, ``fp8-block``, ``int4-g128``, ``mxfp4-experts``."""
         if self.scheme is None:
             return self.dtype
+        if self.scheme == "block":
+            return self.format_name + ("-experts" if self.experts_only else "")
         if self.scheme == "fp8":
             return "fp8-block" if self.block_scales else "fp8"
         if self.scheme == "int4":
@@ -91,12 +101,16 @@ class WeightFormat:
         """Bytes per parameter of a weight the scheme covers (scales and zeros included)."""
         if self.scheme is None:
             return float(DTYPE_BYTES[self.dtype])
+        if self.scheme == "block":
+            from mfubench.model.formats import block_format
+
+            return block_format(self.format_name).bytes_per_param
         if self.scheme == "fp8":
             return 1.0 + (4.0 / (128 * 128) if self.block_scales else 0.0)
         if self.scheme == "int8":
             return 1.0
-        if self.scheme == "int4":
-            return 0.5 + 2.5 / self.group_size
+        if self.scheme == "int4":  # fp16 scale (+ a 4-bit zero point) per group
+            return 0.5 + (2.5 if self.zero_points else 2.0) / self.group_size
         return 0.5 + 1.0 / 32  # mxfp4
 
     def bytes_per_param(self, kind: WeightKind) -> float:
@@ -119,6 +133,10 @@ def weight_format(name: str, model_dtype: str = "bf16") -> WeightFormat:
         return WeightFormat(dtype=base, scheme="mxfp4", experts_only=False, activation_dtype=base)
     if key in ("fp8", "int8"):
         return WeightFormat(dtype=base, scheme=key, activation_dtype=key)  # type: ignore[arg-type]
+    from mfubench.model.formats import FORMATS
+
+    if key in FORMATS:
+        return block_weights(key, base)
     try:
         plain = normalize_dtype(key)
     except ConfigError:
@@ -128,6 +146,18 @@ def weight_format(name: str, model_dtype: str = "bf16") -> WeightFormat:
     if plain not in ("bf16", "fp16", "fp32"):
         raise ConfigError(f"unknown --dtype {name!r}; choose one of {', '.join(WEIGHT_FORMAT_NAMES)}")
     return WeightFormat(dtype=plain, activation_dtype=plain)
+
+
+def block_weights(name: str, base: str, experts_only: bool = False) -> WeightFormat:
+    """Weights in the block format ``name`` (:mod:`mfubench.model.formats`) over a model of
+    dtype ``base``; the activations are what the format's matmul takes (fp4 for NVFP4 W4A4,
+    fp8 for MXFP8/FP8/W4A8, else ``base``)."""
+    from mfubench.model.formats import block_format
+
+    fmt = block_format(name)
+    activation = fmt.matmul if fmt.matmul in ("fp4", "fp8") else base
+    return WeightFormat(dtype=base, scheme="block", format_name=fmt.name, experts_only=experts_only,
+                        activation_dtype=activation)
 
 
 def from_hf_quantization(qc: Mapping[str, Any] | None, model_dtype: str, where: str) -> WeightFormat:
@@ -157,7 +187,16 @@ def from_hf_quantization(qc: Mapping[str, Any] | None, model_dtype: str, where: 
         experts_only = any("self_attn" in m for m in not_converted) or not not_converted
         return WeightFormat(dtype=base, scheme="mxfp4", experts_only=experts_only,
                             activation_dtype=base)
+    if method in ("modelopt", "modelopt_fp4") or isinstance(qc.get("quantization"), Mapping):
+        from mfubench.model.quant_configs import from_modelopt
+
+        return from_modelopt(qc, base, where)
+    if method == "compressed-tensors":
+        from mfubench.model.quant_configs import from_compressed_tensors
+
+        return from_compressed_tensors(qc, base, where)
     raise ConfigError(
         f"{where}: quantization_config.quant_method {method!r} is not supported "
-        "(supported: fp8, awq, gptq, mxfp4); pass --dtype to say how the weights are stored"
+        "(supported: fp8, awq, gptq, mxfp4, modelopt, compressed-tensors); pass --dtype to say "
+        "how the weights are stored"
     )
