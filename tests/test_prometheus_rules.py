@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
@@ -405,22 +406,25 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any,
 
 
 @pytest.fixture()
-def prometheus(tmp_path: Path) -> Iterator[Callable[[str, str], str]]:
+def prometheus(tmp_path: Path) -> Iterator[Callable[..., str]]:
     """Start Debian's prometheus (its own process group) with a config and rules; its URL."""
     if not os.access(PROMETHEUS, os.X_OK):
         pytest.skip(f"{PROMETHEUS} is absent (Debian's prometheus package; `make prometheus` installs it "
                     "where root and apt-get exist)")
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(target: str, rules: str) -> str:
+    def start(target: str, rules: str, exporter: str | None = None) -> str:
         from mfubench.measure.server import free_port
 
         port = free_port()
         (tmp_path / "rules.yml").write_text(rules)
+        jobs = [{"job_name": "vllm", "static_configs": [{"targets": [target]}]}]
+        if exporter:  # mfubench monitor --serve-metrics
+            jobs.append({"job_name": "mfubench", "static_configs": [{"targets": [exporter]}]})
         (tmp_path / "prometheus.yml").write_text(json.dumps({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(tmp_path / "rules.yml")],
-            "scrape_configs": [{"job_name": "vllm", "static_configs": [{"targets": [target]}]}]}))
+            "scrape_configs": jobs}))
         log = (tmp_path / "prometheus.log").open("wb")
         procs.append(subprocess.Popen(
             [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
@@ -462,7 +466,7 @@ def _instant(url: str, expr: str, at: float | None = None) -> list[dict[str, Any
 @pytest.mark.vllm
 @pytest.mark.slow
 def test_prometheus_rules_on_a_live_vllm_match_the_monitor(
-    vllm_server: tuple[Any, Path], prometheus: Callable[[str, str], str],
+    vllm_server: tuple[Any, Path], prometheus: Callable[..., str],
 ) -> None:
     """A real Prometheus scrapes vLLM every second with the generated rules; traffic for ~30 s
     inside one minute; the recorded MFU and MBU at the minute's end against mfubench's own
@@ -474,7 +478,16 @@ def test_prometheus_rules_on_a_live_vllm_match_the_monitor(
     server, model_dir = vllm_server
     setup = make_setup(load_model(str(model_dir)), parse_hardware("H100-SXM"), "vllm", 1)
     rules = recording_rules(setup, engine="vllm", source="engine")
-    prom = prometheus(server.url.removeprefix("http://"), rules)
+    from mfubench import cli
+    from mfubench.measure.server import free_port
+
+    exporter_port = free_port()
+    prom = prometheus(server.url.removeprefix("http://"), rules, f"127.0.0.1:{exporter_port}")
+    watch = threading.Thread(target=cli.main, args=([  # the exporter, scraped by that Prometheus
+        "monitor", "--endpoint", server.url, "--model", str(model_dir), "--hardware", "H100-SXM",
+        "--convention", "vllm", "--interval", "5", "--duration", "75", "--json",
+        "--serve-metrics", str(exporter_port)],), daemon=True)
+    watch.start()
     deadline = time.monotonic() + 30
     while not _instant(prom, 'up{job="vllm"} == 1') and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -524,6 +537,11 @@ def test_prometheus_rules_on_a_live_vllm_match_the_monitor(
         async with PrometheusAPI(prom) as api:
             return await api.fleet_counters(VLLM, 60, at_s=wall_end)
 
+    # the exporter's last window may be idle (the traffic ended at 31 s): its busiest over the minute
+    exported = _instant(prom, 'max_over_time(mfubench_mfu_ratio{job="mfubench"}[1m])', wall_end)
+    assert exported and all(0 < float(r["value"][1]) <= 1 for r in exported), exported
+    assert exported[0]["metric"]["endpoint"] == server.url and exported[0]["metric"]["phase"] == "total"
+    watch.join(timeout=60)
     (via_promql,) = asyncio.run(fleet()).values()
     assert via_promql.flops == pytest.approx(counters.flops, rel=0.15)
     assert via_promql.generation_tokens == pytest.approx(counters.generation_tokens, rel=0.15)
