@@ -35,6 +35,7 @@ from typing import Any
 
 from mfubench.errors import UnknownHardwareError, closest
 from mfubench.hardware.dtypes import COMPUTE_DTYPES, normalize_compute_dtype
+from mfubench.hardware.system import System, parse_system
 
 
 class AmbiguousHardwareError(UnknownHardwareError):
@@ -84,6 +85,8 @@ class Accelerator:
         notes: sparse-to-dense conversions, per-package conventions, what was not re-checked.
         measured: True when the figures were measured on this machine (``cpu``), not a datasheet.
         shared_aliases: names that also stand for other entries (see the module doc).
+        system: the system it ships in (GPUs per node, NVLink domain, network), where the
+            catalog gives one (:mod:`mfubench.hardware.system`).
     """
 
     name: str
@@ -100,6 +103,7 @@ class Accelerator:
     notes: str = ""
     measured: bool = False
     shared_aliases: tuple[str, ...] = ()
+    system: System | None = None
 
     def peak(self, dtype: str) -> float | None:
         """Dense peak FLOP/s for ``dtype`` (aliases like ``bfloat16`` accepted), None if unpublished."""
@@ -160,6 +164,7 @@ def _parse_entry(name: str, raw: Mapping[str, Any]) -> Accelerator:
             f" No peak FLOP/s: {raw['peak_flops_unpublished']}." if not peaks else ""),
         measured=False,
         shared_aliases=tuple(str(a) for a in raw.get("shared_aliases", ())),
+        system=None if raw.get("system") is None else parse_system(name, raw["system"]),
     )
 
 

@@ -20,6 +20,7 @@ from mfubench.errors import MfubenchError
 from mfubench.hardware.calibrate import Calibration, device_key, list_calibrations, load_calibration
 from mfubench.hardware.catalog import Accelerator, lookup
 from mfubench.hardware.dtypes import normalize_compute_dtype
+from mfubench.hardware.system import System
 
 _COUNT = re.compile(r"^\s*(\d+)\s*[x×]\s*(.*?)\s*$", re.IGNORECASE)
 _CPU = re.compile(r"^\s*cpu(?:\s*:\s*(\d+))?\s*$", re.IGNORECASE)
@@ -32,6 +33,7 @@ class HardwareSpec:
     accelerator: Accelerator
     count: int = 1
     calibration: Calibration | None = None
+    gpus_per_node: int | None = None  # --gpus-per-node: overrides the system's node size
 
     def __post_init__(self) -> None:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
@@ -44,6 +46,12 @@ class HardwareSpec:
             threads = self.calibration.threads if self.calibration else None
             return "cpu" if threads is None else f"cpu:{threads}"
         return f"{self.count}x{self.accelerator.name}"
+
+    @property
+    def system(self) -> System | None:
+        """The system layout (the catalog's, with ``--gpus-per-node`` applied), if known."""
+        sys = self.accelerator.system
+        return None if sys is None else sys.with_gpus_per_node(self.gpus_per_node)
 
     @property
     def measured(self) -> bool:
