@@ -6,7 +6,7 @@ stages in turn (one micro-batch), so a phase's per-GPU work is the stages' end t
 
     flops          = the whole deployment's FLOPs (all DP ranks' sequences)
     flops_per_gpu  = sum_s flops_gpu(s)        bytes_per_gpu = sum_s bytes_gpu(s)
-    messages       = 2 L (TP all-reduces of the DP rank's tokens x hidden x 2 bytes)
+    comm_terms     = the TP all-reduce, EP all-to-all, DP gathers and PP sends (:mod:`.comm`)
 
 so ``roofline_s = max(compute, memory) + comm`` is the stages' sum, and MFU over all
 ``T D P`` devices counts the pipeline's idle stages against it (see :mod:`.pipeline` for
@@ -27,16 +27,17 @@ if TYPE_CHECKING:
     from mfubench.analysis.feasibility import Fit
     from mfubench.analysis.phases import Setup, Work
 
-ACTIVATION_BYTES = 2
-
 
 def _work(setup: Setup, flops: float, stages: list[par.StageCounts], tokens_per_rank: int,
-          passes: int) -> Work:
+          step_tokens: int, passes: int) -> Work:
+    from mfubench.analysis.comm import comm_terms, fabric_of
     from mfubench.analysis.phases import Work
 
+    layout = setup.parallel
+    terms = comm_terms(setup.spec, layout, fabric_of(setup), tokens_per_rank, step_tokens, passes) \
+        if layout.devices > 1 else ()
     return Work(flops, sum(s.flops_total for s in stages), sum(s.bytes_total for s in stages),
-                2 * setup.spec.num_layers * passes,
-                tokens_per_rank * setup.spec.hidden_size * ACTIVATION_BYTES)
+                0, 0, terms)
 
 
 def layout_prefill_work(setup: Setup, batch: int, input_tokens: int, cached: int = 0) -> Work:
@@ -46,7 +47,8 @@ def layout_prefill_work(setup: Setup, batch: int, input_tokens: int, cached: int
     stages = [par.prefill_stage(setup.spec, layout, chunk, s, setup.convention, setup.kv_dtype)
               for s in range(layout.pp)]
     flops = fl.total(fl.prefill(setup.spec, chunk, setup.convention))
-    return _work(setup, flops, stages, ceil_div(batch, layout.dp) * input_tokens, 1)
+    return _work(setup, flops, stages, ceil_div(batch, layout.dp) * input_tokens,
+                 batch * input_tokens, 1)
 
 
 def layout_decode_work(setup: Setup, batch: int, input_tokens: int, steps: int) -> Work:
@@ -59,7 +61,7 @@ def layout_decode_work(setup: Setup, batch: int, input_tokens: int, steps: int) 
     stages = [par.decode_span_stage(setup.spec, layout, batch, input_tokens, steps, s,
                                     setup.kv_dtype) for s in range(layout.pp)]
     flops = fl.total(fl.decode_span(setup.spec, batch, input_tokens, steps))
-    return _work(setup, flops, stages, ceil_div(batch, layout.dp), steps)
+    return _work(setup, flops, stages, ceil_div(batch, layout.dp), batch, steps)
 
 
 def layout_fit(setup: Setup, context: int, memory_fraction: float) -> Fit:

@@ -162,14 +162,18 @@ class Work:
     bytes_per_gpu: float
     messages: float
     message_bytes: float
+    comm_terms: tuple[tuple[str, float], ...] = ()  # a layout's collectives, seconds (.comm)
 
     def __add__(self, other: Work) -> Work:
         # messages of different sizes: keep the total bytes exact by averaging the size
         messages = self.messages + other.messages
         size = ((self.messages * self.message_bytes + other.messages * other.message_bytes)
                 / messages) if messages else 0.0
+        terms = dict(self.comm_terms)
+        for name, seconds in other.comm_terms:
+            terms[name] = terms.get(name, 0.0) + seconds
         return Work(self.flops + other.flops, self.flops_per_gpu + other.flops_per_gpu,
-                    self.bytes_per_gpu + other.bytes_per_gpu, messages, size)
+                    self.bytes_per_gpu + other.bytes_per_gpu, messages, size, tuple(terms.items()))
 
 
 def prefill_work(setup: Setup, batch: int, input_tokens: int, cached: int = 0) -> Work:
@@ -221,7 +225,11 @@ def phase_roofline(setup: Setup, work: Work, measured: bool = False) -> Roofline
     machine = setup.machine(measured)
     if machine is None:
         return None
-    return roofline(machine, work.flops_per_gpu, work.bytes_per_gpu, work.messages, work.message_bytes)
+    rl = roofline(machine, work.flops_per_gpu, work.bytes_per_gpu, work.messages, work.message_bytes)
+    if work.comm_terms:
+        rl = replace(rl, comm_s=rl.comm_s + sum(t for _, t in work.comm_terms),
+                     comm_breakdown=work.comm_terms)
+    return rl
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ class Roofline:
     comm_s: float
     arithmetic_intensity: float
     ridge: float
+    comm_breakdown: tuple[tuple[str, float], ...] = ()  # a layout's terms (.comm), seconds
 
     @property
     def roofline_s(self) -> float:

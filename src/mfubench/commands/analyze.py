@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from typing import Any
 
 from mfubench.analysis.explain import summary
@@ -30,6 +31,9 @@ def add_setup_options(p: argparse.ArgumentParser, model_option: bool = True,
                         + ("" if hardware_required else "; optional for results that name their "
                            "device (llama-bench's gpu_info), looked up in the catalog"))
     add_model_options(p)
+    p.add_argument("--gpus-per-node", type=positive_int, default=None,
+                   help="GPUs per node (default: the system's in the catalog, e.g. 8 for HGX, 4 "
+                        "per NVL72 tray); collectives beyond the NVLink domain use the network")
     p.add_argument("--allreduce-latency-s", type=float, default=DEFAULT_ALLREDUCE_LATENCY_S,
                    help="per-message TP all-reduce latency the roofline assumes "
                         f"(default {DEFAULT_ALLREDUCE_LATENCY_S:g} s)")
@@ -46,6 +50,8 @@ def setup_from_args(args: argparse.Namespace, measurements: list[Any] | None = N
         hardware = hardware_of(measurements or [])
     else:
         hardware = parse_hardware(args.hardware)
+    if getattr(args, "gpus_per_node", None):
+        hardware = replace(hardware, gpus_per_node=args.gpus_per_node)
     return make_setup(spec, hardware, check_convention(args.convention), args.tp, args.kv_dtype,
                       args.allreduce_latency_s, getattr(args, "max_model_len", None),
                       layout=layout_from_args(args, hardware.count))
