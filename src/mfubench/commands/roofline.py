@@ -14,6 +14,7 @@ from mfubench.analysis.limits import limits
 from mfubench.analysis.phases import Setup, phase_roofline, phase_work
 from mfubench.commands.analyze import add_setup_options, setup_from_args
 from mfubench.commands.argtypes import int_list
+from mfubench.errors import MfubenchError
 from mfubench.report.console import make_console
 from mfubench.report.units import ABOVE_PEAK_MARK, seconds, si, util
 
@@ -26,6 +27,14 @@ def register(sub: Any) -> None:
     p.add_argument("--input-tokens", "-i", type=int_list, default=(1024,))
     p.add_argument("--output-tokens", "-o", type=int_list, default=(128,))
     add_setup_options(p, model_option=False)
+    p.add_argument("--layouts", action="store_true",
+                   help="rank every TP/DP/PP/EP layout of the --hardware device count by roofline "
+                        "throughput per GPU at the first --input-tokens/--output-tokens, under "
+                        "--max-itl/--max-ttft")
+    p.add_argument("--max-itl", type=float, default=None, metavar="S",
+                   help="with --layouts: the slowest decode step allowed, seconds")
+    p.add_argument("--max-ttft", type=float, default=None, metavar="S",
+                   help="with --layouts: the longest prefill of one prompt allowed, seconds")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -77,7 +86,63 @@ def predict(setup: Setup, batches: Sequence[int], inputs: Sequence[int], outputs
     }
 
 
+def run_layouts(args: argparse.Namespace) -> int:
+    """``--layouts``: the ranked table of :mod:`mfubench.analysis.layout_search`."""
+    from dataclasses import replace
+
+    from mfubench.analysis.layout_search import advice, rank_layouts
+    from mfubench.analysis.phases import Setup
+    from mfubench.commands.flops import resolve_model
+    from mfubench.counting.workload import check_convention
+    from mfubench.hardware.spec import parse_hardware
+
+    for flag, value in (("--max-itl", args.max_itl), ("--max-ttft", args.max_ttft)):
+        if value is not None and not value > 0:
+            raise MfubenchError(f"{flag} must be a positive number of seconds, got {value!r}")
+    spec = resolve_model(args.model, args.dtype)
+    hardware = parse_hardware(args.hardware)
+    if args.gpus_per_node:
+        hardware = replace(hardware, gpus_per_node=args.gpus_per_node)
+    i, o = args.input_tokens[0], args.output_tokens[0]
+    conv = check_convention(args.convention)
+    scores = rank_layouts(spec, hardware, i, o, args.max_itl, args.max_ttft, conv, args.kv_dtype,
+                          args.ep_imbalance)
+    rows: list[dict[str, Any]] = []
+    for sc in scores:
+        setup = Setup(spec, hardware, conv, sc.layout.tp, args.kv_dtype, layout=sc.layout)
+        rows.append({"layout": sc.layout.label, "tp": sc.layout.tp, "dp": sc.layout.dp,
+                     "pp": sc.layout.pp, "ep": sc.layout.ep, "batch": sc.batch,
+                     "max_batch": sc.max_batch, "ttft_s": sc.ttft_s, "itl_s": sc.itl_s,
+                     "throughput_per_gpu": sc.throughput_per_gpu, "limit": sc.limit,
+                     "why": sc.why, "advice": advice(setup, sc, i + o)})
+    result = {"model": spec.name, "hardware": hardware.name, "input_tokens": i, "output_tokens": o,
+              "max_itl_s": args.max_itl, "max_ttft_s": args.max_ttft, "layouts": rows}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    console = make_console()
+    bounds = ", ".join(f"{k} {v:g} s" for k, v in (("ITL <=", args.max_itl), ("TTFT <=", args.max_ttft))
+                       if v is not None) or "no latency bound"
+    t = Table(title=f"{spec.name} on {hardware.name}: layouts by roofline throughput per GPU "
+                    f"({i} in, {o} out; {bounds})", title_justify="left")
+    for h in ("#", "layout", "batch", "fits", "TTFT", "ITL", "tok/s/GPU", "limiting term"):
+        t.add_column(h, justify="right" if h not in ("layout", "limiting term") else "left")
+    for n, r in enumerate(rows, 1):
+        t.add_row(str(n), r["layout"], str(r["batch"] or "-"), str(r["max_batch"]),
+                  seconds(r["ttft_s"]) if r["ttft_s"] is not None else "-",
+                  seconds(r["itl_s"]) if r["itl_s"] is not None else "-",
+                  f"{r['throughput_per_gpu']:.4g}" if r["batch"] else "-",
+                  r["limit"] + (f": {r['why']}" if r["why"] else ""))
+    console.print(t)
+    for r in rows[:3]:
+        if r["advice"]:
+            console.print(f"{r['layout']}: {r['advice']}", highlight=False)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.layouts:
+        return run_layouts(args)
     setup = setup_from_args(args)
     result = predict(setup, args.batch_sizes, args.input_tokens, args.output_tokens)
     if args.json:
