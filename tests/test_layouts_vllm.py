@@ -57,7 +57,19 @@ LLAMA = {
     "torch_dtype": "bfloat16", "tie_word_embeddings": False, "rms_norm_eps": 1e-5,
     "rope_theta": 10000.0,
 }
-CONFIGS = {"qwen3_moe": QWEN3_MOE, "mixtral": MIXTRAL, "llama": LLAMA}
+DEEPSEEK_V3 = {  # MLA, one dense layer first, a shared expert beside 16 routed
+    "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "hidden_size": 256,
+    "intermediate_size": 512, "moe_intermediate_size": 64, "n_routed_experts": 16,
+    "num_experts_per_tok": 4, "n_shared_experts": 1, "first_k_dense_replace": 1,
+    "moe_layer_freq": 1, "num_hidden_layers": 3, "num_attention_heads": 8,
+    "num_key_value_heads": 8, "q_lora_rank": 64, "kv_lora_rank": 32, "qk_nope_head_dim": 32,
+    "qk_rope_head_dim": 16, "v_head_dim": 32, "vocab_size": 1024,
+    "max_position_embeddings": 4096, "torch_dtype": "bfloat16", "tie_word_embeddings": False,
+    "n_group": 4, "topk_group": 2, "routed_scaling_factor": 2.5, "norm_topk_prob": True,
+    "topk_method": "noaux_tc", "scoring_func": "sigmoid", "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+}
+CONFIGS = {"qwen3_moe": QWEN3_MOE, "mixtral": MIXTRAL, "llama": LLAMA, "deepseek_v3": DEEPSEEK_V3}
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +112,8 @@ def ours_split(counts: par.StageCounts) -> dict[str, float]:
     """Our per-GPU FLOPs grouped as vLLM's components."""
     f = counts.flops
     attn = sum(f.get(k, 0.0) for k in ("q_proj", "k_proj", "v_proj", "o_proj", "attn_scores",
-                                      "attn_values"))
+                                      "attn_values", "q_a_proj", "q_b_proj", "kv_a_proj",
+                                      "kv_b_proj"))
     ffn = sum(f.get(k, 0.0) for k in ("mlp", "experts", "shared_experts"))
     return {"attn": attn, "ffn": ffn, "unembed": f.get("lm_head", 0.0), "router": f.get("router", 0.0)}
 
@@ -200,3 +213,32 @@ def test_pipeline_mean_stage_equals_vllms_per_gpu_layers(model_dirs: dict[str, P
     assert mean["ffn"] == by_prefix(theirs, "ffn.")
     assert ours_split(stages[-1])["unembed"] == by_prefix(theirs, "unembed.")
     assert all(ours_split(s)["unembed"] == 0 for s in stages[:-1])
+
+
+@pytest.mark.parametrize(("tp", "dp", "ep"), [(1, 1, False), (2, 1, False), (4, 1, False),
+                                              (1, 4, True), (2, 2, True)])
+def test_mla_dense_and_shared_experts_against_vllm(model_dirs: dict[str, Path], tp: int, dp: int,
+                                                    ep: bool) -> None:
+    """DeepSeek-V3's shape: vLLM's MLA counter (absorbed decode, decompressed prefill) equals
+    ours per GPU; the dense first layer and the shared expert too, but where vLLM's counter
+    splits them by its ``ffn_tp_size`` (1 under EP, ``dp x tp`` without): under EP with
+    ``tp > 1`` it counts them whole on every GPU, though vLLM runs them tensor-parallel over the
+    attention TP group, as ours counts (so vLLM's figure is ``tp`` times ours there)."""
+    spec = spec_of(model_dirs, "deepseek_v3")
+    mm = vllm_metrics(model_dirs["deepseek_v3"], tp, dp, ep=ep)
+    layout = Layout(tp=tp, dp=dp, ep=tp * dp if ep else 1)
+    for phase in ("decode", "prefill"):
+        if phase == "decode":
+            st = par.decode_span_stage(spec, layout, 8 * dp, 100, 1, 0)
+            rank, everyone = decode_ctx(8, 100), decode_ctx(8 * dp, 100)
+        else:
+            st = par.prefill_stage(spec, layout, PrefillChunk(64, 0, 8 * dp), 0, "vllm")
+            rank, everyone = prefill_ctx(8, 64), prefill_ctx(8 * dp, 64)
+        theirs = mm.get_num_flops_breakdown(rank)
+        assert ours_split(st)["attn"] == by_prefix(theirs, "mla_attn.")
+        assert ours_split(st)["unembed"] == theirs["unembed.unembed"]
+        assert st.flops["experts"] == mm.get_num_flops_breakdown(everyone)["ffn.routed_ffn"]
+        whole_on_each = tp if ep else 1
+        if dp == 1 or ep:
+            assert st.flops["mlp"] * whole_on_each == theirs["ffn.dense_ffn"]
+            assert st.flops["shared_experts"] * whole_on_each == theirs["ffn.shared_ffn"]
