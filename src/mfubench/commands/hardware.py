@@ -4,7 +4,9 @@
 ``list`` and ``show`` carries, per device and in SI units: ``name``, ``vendor``, ``peak_flops``
 (dtype -> FLOP/s, dense), ``memory_bandwidth`` (bytes/s), ``memory_capacity`` (bytes),
 ``interconnect`` (``kind``, ``generation``, ``bandwidth_per_direction`` in bytes/s), ``clock_mhz``,
-``power_w``, ``source``, ``checked``, ``aliases``, ``notes``, ``measured``.
+``power_w``, ``source``, ``checked``, ``aliases``, ``notes``, ``measured``, ``system`` (``name``,
+``gpus_per_node``, ``scaleup_domain``, ``scaleout_bandwidth_per_direction`` in bytes/s,
+``source``, ``checked``; None where the catalog gives none).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def accelerator_dict(acc: Accelerator) -> dict[str, Any]:
         "aliases": list(acc.aliases),
         "notes": acc.notes,
         "measured": acc.measured,
+        "system": None if acc.system is None else asdict(acc.system),
     }
 
 
@@ -210,6 +213,10 @@ def _show(name: str, as_json: bool) -> int:
         ("memory bandwidth", bandwidth),
         ("memory capacity", f"{_num(acc.memory_capacity, 1e9, digits)} GB"),
         ("interconnect", _link(acc)),
+        ("system", "-" if acc.system is None else
+         f"{acc.system.name}: {acc.system.gpus_per_node} GPUs per node, NVLink domain "
+         f"{acc.system.scaleup_domain}, network {acc.system.scaleout_bandwidth_per_direction / 1e9:g} "
+         f"GB/s per GPU per direction ({acc.system.source}; checked {acc.system.checked})"),
         ("clock", "-" if acc.clock_mhz is None else f"{acc.clock_mhz:g} MHz"),
         ("power", "-" if acc.power_w is None else f"{acc.power_w:g} W"),
         ("source", acc.source),
