@@ -287,19 +287,21 @@ def test_compare_needs_two_runs_and_one_label_each() -> None:
 
 
 def test_no_peak_for_the_dtype_leaves_out_mfu_charts_and_roofs(tmp_path: Path) -> None:
-    """A100 has no fp8 peak: no MFU/MBU (so no such charts), no roof, and no 'None' anywhere."""
+    """A100 has no fp8 peak: no MFU (so no such chart) and no roof, but its bandwidth still gives
+    an MBU (bytes over seconds x bandwidth needs no FLOP/s), and no 'None' anywhere."""
     out = tmp_path / "r.html"
     assert main(["report", *SEED_FILES, "--model", LLAMA70, "--hardware", "4xA100-SXM-80GB",
                  "--dtype", "fp8", "-o", str(out), "--plots", str(tmp_path / "plots")]) == 0
     page = parse(out.read_text())
-    assert set(page.figures) == {"chart-roofline", "chart-latency", "chart-throughput"}
+    assert set(page.figures) == {"chart-roofline", "chart-mbu", "chart-latency", "chart-throughput"}
+    assert page.figures["chart-mbu"]["pt"] == 6
     assert page.figures["chart-roofline"]["polyline"] == 0  # points, no roof
     assert page.figures["chart-roofline"]["pt"] == 6  # decode has no time without a roofline
     visible = " ".join(page.text)
     assert not BANNED.search(visible) and "no fp8 peak" in visible
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-        "latency.png", "latency.svg", "roofline.png", "roofline.svg", "throughput.png",
-        "throughput.svg"]
+        "latency.png", "latency.svg", "mbu.png", "mbu.svg", "roofline.png", "roofline.svg",
+        "throughput.png", "throughput.svg"]
 
 
 def test_latency_percentiles_table_when_the_results_carry_them() -> None:
