@@ -316,3 +316,17 @@ def test_latency_percentiles_table_when_the_results_carry_them() -> None:
     seed_only = render_report(analyze(setup, seed_measurements()), setup, [],
                               generated_utc="2026-11-27T00:00:00Z")
     assert "Latency per request" not in seed_only  # the seed has no per-request timings
+
+
+def test_tables_name_the_parallel_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    """A TP4 DP2 deployment's tables say so; a plain TP replica keeps ``TP 4``; rows carry it."""
+    assert main(["analyze", SEED_FILES[0], "--model", LLAMA70, "--hardware", "8xH100-SXM", "--tp", "4",
+                 "--dp", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "8xH100-SXM, TP4 DP2, convention" in out and "TP 4," not in out
+    assert main(["analyze", SEED_FILES[0], "--model", LLAMA70, "--hardware", "8xH100-SXM", "--tp", "4",
+                 "--dp", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert {r["layout"] for r in rows} == {"TP4 DP2"}
+    assert main(["analyze", SEED_FILES[0], "--model", LLAMA70, "--hardware", "4xH100-SXM", "--json"]) == 0
+    assert {r["layout"] for r in json.loads(capsys.readouterr().out)["rows"]} == {""}

@@ -284,6 +284,7 @@ class Row:
     load: str = "static"
     load_kind: LoadKind = "static"
     load_level: float | None = None
+    layout: str = ""  # the parallel layout's label (``TP2 DP4 EP8``); empty: one TP replica of ``tp``
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -381,6 +382,7 @@ def row_of_work(
         hardware=setup.hardware.name,
         peak_source=machine.peak_source if machine else None,
         tp=setup.tp,
+        layout="" if setup.layout is None else setup.layout.label,
         flags=tuple(flags),
         source=m.source,
         server_flops=m.server_flops if server else None,

@@ -66,7 +66,8 @@ def title(phase: str, rows: Sequence[Row], peak_label: str) -> str:
     """A table's title: ``phase`` (a phase, or a table name of :func:`by_table`), the
     hardware, the convention and the denominators."""
     r = rows[0]
-    return (f"{phase}: {r.hardware}, TP {r.tp}, convention {r.convention} (FLOPs of the whole "
+    layout = r.layout if r.layout and r.layout != f"TP{r.tp}" else f"TP {r.tp}"
+    return (f"{phase}: {r.hardware}, {layout}, convention {r.convention} (FLOPs of the whole "
             f"model, 2 per multiply-add); MFU vs {peak_label}; MBU per device")
 
 
