@@ -267,3 +267,22 @@ def test_fuzz_every_field_gives_a_measurement_or_an_input_file_error(tmp_path: P
                 load_measurements(path)
             except InputFileError as exc:
                 assert str(path) in str(exc)
+
+
+def test_report_and_compare_take_the_device_from_the_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As ``analyze``: llama-bench's gpu_info names the RTX 4080, so --hardware is optional; the
+    page names it; a file without a device still asks for --hardware."""
+    from mfubench.cli import main
+
+    out = tmp_path / "r.html"
+    assert main(["report", str(DATA / "readme.json"), "--model", "Qwen/Qwen2.5-7B-Instruct", "-o", str(out)]) == 0
+    assert "RTX-4080, TP 1, convention causal" in out.read_text()
+    capsys.readouterr()
+    assert main(["compare", str(DATA / "readme.json"), str(DATA / "readme.jsonl"), "--model",
+                 "Qwen/Qwen2.5-7B-Instruct", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "0.7168 TB/s" in doc["peak"]  # the RTX 4080's 716.8 GB/s, from the catalog entry gpu_info names
+    assert all(x["mfu"] is not None and x["mfu"] < 1 for r in doc["rows"] for x in r["runs"])
+    assert main(["report", "tests/data/seed/prefill.json", "--model", "Qwen/Qwen2.5-7B-Instruct",
+                 "-o", str(tmp_path / "x.html")]) == 2
+    assert "--hardware is needed" in capsys.readouterr().err

@@ -177,7 +177,7 @@ def register(sub: Any) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="a results file, or several joined with commas, per run")
-    add_setup_options(p)
+    add_setup_options(p, hardware_required=False)
     p.add_argument("--label", action="append", default=None,
                    help="a name per run, in order (default: the file names)")
     p.add_argument("--requested-output-tokens", type=float, default=None,
@@ -202,12 +202,13 @@ def _labels(specs: Sequence[str], given: Sequence[str] | None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     if len(args.runs) < 2:
         raise MfubenchError("compare needs at least two runs")
-    setup = setup_from_args(args)
-    runs = []
+    loaded = []
     for label, spec in zip(_labels(args.runs, args.label), args.runs, strict=True):
         paths = [p for p in spec.split(",") if p]
-        measurements, sources = load_sources(paths, args.requested_output_tokens)
-        runs.append(analyze_run(setup, label, measurements, sources))
+        loaded.append((label, *load_sources(paths, args.requested_output_tokens)))
+    # one setup for every run: --hardware, else the device the files name (all of them)
+    setup = setup_from_args(args, [m for _, ms, _ in loaded for m in ms])
+    runs = [analyze_run(setup, label, measurements, sources) for label, measurements, sources in loaded]
     matches = match_runs(runs)
     headers, cells = table_cells(runs, matches)
     if args.output:

@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("report", help="a self-contained HTML report (charts, tables, provenance)",
                        description=__doc__)
     p.add_argument("results", nargs="+", help="any results file 'analyze' reads")
-    add_setup_options(p)
+    add_setup_options(p, hardware_required=False)
     p.add_argument("--requested-output-tokens", type=float, default=None,
                    help="output length the runs asked for (flags early stops)")
     p.add_argument("-o", "--output", default="report.html", help="the HTML file to write "
@@ -59,10 +59,12 @@ def write_text(path: str | Path, content: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    setup = setup_from_args(args)
     measurements, sources = load_sources(args.results, args.requested_output_tokens)
+    setup = setup_from_args(args, measurements)  # the device from files that name it, else --hardware
     rows = analyze(setup, measurements)
-    out = write_text(args.output, render_report(rows, setup, sources, title=args.title))
+    from mfubench.analysis.as_run import shown_setup
+
+    out = write_text(args.output, render_report(rows, shown_setup(setup, measurements), sources, title=args.title))
     plot_files: list[Path] = []
     if args.plots:
         from mfubench.report.plots import write_plots
