@@ -44,12 +44,10 @@ from mfubench.analysis.measurement import Measurement
 from mfubench.io.importers._common import Entry
 from mfubench.io.importers.vllm_bench import (
     MARKERS,
-    _from_arrays,
-    _from_summary,
-    _mean_in_flight,
     _rate,
     _whole,
     is_sglang_result,
+    run_measurement,
 )
 
 FORMAT = "sglang-bench-serving"
@@ -107,27 +105,7 @@ def read_sglang_bench(
             load, batch_size = STATIC, num_prompts
             extra["load_from"] = "every prompt in flight at once (unlimited rate and concurrency)"
 
-    for key in ("total_input_tokens", "total_output_tokens"):
-        if key not in doc:
-            raise entry.error(key, "missing (only generation benchmarks can be analysed)")
-    total_output = entry.number("total_output_tokens", doc["total_output_tokens"], strict=False)
-    values: dict[str, Any] = {"batch_size": batch_size}
     if arrays:
-        values.update(_from_arrays(entry, doc, completed, extra))
         extra["failed"] = num_prompts - completed
-    else:
-        values.update(_from_summary(entry, doc, completed, extra))
-    if total_output > 0:
-        values["output_tokens_per_s"] = total_output / duration_s
-    values["requested_output_tokens"] = requested_output_tokens
-    if not load.continuous:
-        values.pop("mix", None)  # a static batch is analysed at its means
-        values["elapsed_s"] = duration_s
-        return entry.measurement(extra=extra, **values)
-    values.update(load=load, duration_s=duration_s, completed=completed,
-                  request_throughput=completed / duration_s)
-    if "itl_s" in values:  # under load the decode time per token is each request's TPOT
-        values["tpot_s"] = values.pop("itl_s")
-    if load.kind in ("rate", "trace"):
-        values["batch_size"] = _mean_in_flight(values, extra)
-    return entry.measurement(extra=extra, **values)
+    return run_measurement(entry, doc, extra, load=load, batch_size=batch_size, completed=completed,
+                           duration_s=duration_s, requested_output_tokens=requested_output_tokens)

@@ -114,6 +114,19 @@ def read_vllm_bench(
         load, batch_size = STATIC, num_prompts
         extra["load_from"] = "every prompt in flight at once (unlimited rate and concurrency)"
 
+    latency = _percentiles(entry, doc)
+    if latency:
+        extra["latency_percentiles"] = latency
+    return run_measurement(entry, doc, extra, load=load, batch_size=batch_size, completed=completed,
+                           duration_s=duration_s, requested_output_tokens=requested_output_tokens)
+
+
+def run_measurement(entry: Entry, doc: Mapping[str, Any], extra: dict[str, Any], *, load: Load,
+                    batch_size: int, completed: int, duration_s: float,
+                    requested_output_tokens: float | None) -> Measurement:
+    """The Measurement of one serving-benchmark run under ``load``, from the fields vLLM's and
+    SGLang's writers share (module doc): the totals, the per-request arrays or the summary
+    means, and under a rate or a trace the mean in flight as its batch."""
     for key in ("total_input_tokens", "total_output_tokens"):
         if key not in doc:
             raise entry.error(key, "missing (only generation benchmarks can be analysed)")
@@ -123,10 +136,6 @@ def read_vllm_bench(
         values.update(_from_arrays(entry, doc, completed, extra))
     else:
         values.update(_from_summary(entry, doc, completed, extra))
-
-    latency = _percentiles(entry, doc)
-    if latency:
-        extra["latency_percentiles"] = latency
     if total_output > 0:
         values["output_tokens_per_s"] = total_output / duration_s
     values["requested_output_tokens"] = requested_output_tokens
@@ -138,7 +147,7 @@ def read_vllm_bench(
                   request_throughput=completed / duration_s)
     if "itl_s" in values:  # under load the decode time per token is each request's TPOT
         values["tpot_s"] = values.pop("itl_s")
-    if load.kind == "rate":
+    if load.kind in ("rate", "trace"):
         values["batch_size"] = _mean_in_flight(values, extra)
     return entry.measurement(extra=extra, **values)
 
