@@ -87,24 +87,5 @@ class RequestMix:
             return self.mean_input
         return math.fsum(n * (o - 1) * (i + (o - 2) / 2) for i, o, n in self.pairs) / tokens
 
-    @property
-    def max_input(self) -> int:
-        return max(i for i, _, _ in self.pairs)
-
-    @property
-    def max_context(self) -> int:
-        """The longest sequence of the mix, prompt and output together."""
-        return max(i + o for i, o, _ in self.pairs)
-
     def to_json(self) -> list[list[int]]:
         return [list(p) for p in self.pairs]
-
-    def label(self) -> str:
-        """``"512 in, 128 out"`` for one shape, else the ranges."""
-        if self.uniform:
-            i, o, _ = self.pairs[0]
-            return f"{i} in, {o} out"
-        ins = [i for i, _, _ in self.pairs]
-        outs = [o for _, o, _ in self.pairs]
-        return (f"{min(ins)}-{max(ins)} in (mean {self.mean_input:.4g}), "
-                f"{min(outs)}-{max(outs)} out (mean {self.mean_output:.4g})")

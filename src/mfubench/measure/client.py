@@ -478,30 +478,26 @@ class CompletionClient:
         return str(reply["version"]) if isinstance(reply, dict) and "version" in reply else None
 
     async def detect_engine(self) -> Engine:
-        """The engine behind the URL (:mod:`mfubench.measure.engine`): llama.cpp when ``/props``
-        is its, vLLM when ``/version`` answers, else a generic OpenAI-compatible server; also
-        set as :attr:`engine`."""
+        """The engine behind the URL (:meth:`identify`); also set as :attr:`engine`."""
+        engine, _ = await self.identify()
+        return engine
+
+    async def identify(self) -> tuple[Engine, str | None]:
+        """The engine behind the URL (:mod:`mfubench.measure.engine`), also set as
+        :attr:`engine`, and its version: llama.cpp when ``/props`` is its (its build from
+        ``build_info``), vLLM when ``/version`` answers (that version), else a generic
+        OpenAI-compatible server (no version). Each route is asked once."""
         try:
             props = await self.get_json("/props")
         except ServerError:
             props = None
         if from_props(props):
             self.engine = LLAMA_CPP
-        elif await self.version() is not None:
-            self.engine = VLLM
-        else:
-            self.engine = OPENAI
-        return self.engine
-
-    async def identify(self) -> tuple[Engine, str | None]:
-        """The engine (:meth:`detect_engine`) and its version: vLLM's ``/version``, llama.cpp's
-        build from ``/props`` (``build_info``), None where the server names none."""
-        engine = await self.detect_engine()
-        if engine is LLAMA_CPP:
-            props = await self.get_json("/props")
-            build = props.get("build_info") if isinstance(props, dict) else None
-            return engine, str(build) if build else None
-        return engine, await self.version()
+            build = props.get("build_info")
+            return self.engine, str(build) if build else None
+        version = await self.version()
+        self.engine = VLLM if version is not None else OPENAI
+        return self.engine, version
 
     async def health(self) -> bool:
         """True when ``/health`` answers 200."""

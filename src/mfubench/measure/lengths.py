@@ -62,10 +62,6 @@ class Lengths:
             return cls("normal", float(match[1]), float(match[2]))
         raise MfubenchError(f"length {text!r}: expected N, LO:HI (uniform) or MEAN~SD (normal)")
 
-    @classmethod
-    def fixed(cls, n: int) -> Lengths:
-        return cls("fixed", n)
-
     @property
     def is_fixed(self) -> bool:
         return self.kind == "fixed"

@@ -140,12 +140,6 @@ class LevelResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def arrival_gaps(load: Load, count: int, rng: random.Random) -> list[float]:
-    """``count`` gaps (s) between arrivals at ``load.level`` per second; the first is 0."""
-    gaps = [next_gap(load, rng) for _ in range(count)]
-    return [0.0, *gaps[1:]] if gaps else []
-
-
 def next_gap(load: Load, rng: random.Random) -> float:
     """One gap (s) to the next arrival of an open loop at ``load.level`` per second: constant,
     gamma (shape ``burstiness``, mean ``1/λ``) or exponential (Poisson, the default)."""

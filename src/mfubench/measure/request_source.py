@@ -30,10 +30,6 @@ class Drawn:
     input: Lengths
     output: Lengths
 
-    @classmethod
-    def fixed(cls, input_tokens: int, output_tokens: int) -> Drawn:
-        return cls(Lengths.fixed(input_tokens), Lengths.fixed(output_tokens))
-
     def lengths(self, index: int, rng: random.Random) -> tuple[int, int]:
         del index  # every draw is independent
         return self.input.draw(rng), self.output.draw(rng)
