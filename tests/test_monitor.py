@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -39,6 +43,39 @@ def vllm_text(flops: float, prompt: float, gen: float, *, steps: float = 0, runn
         'vllm:num_requests_waiting{engine="0",model_name="m"} 3',
         'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.25',
     ]) + "\n"
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.contextmanager
+def stub_in_a_thread(routes: dict[str, Handler]) -> Iterator[str]:
+    """An aiohttp server of ``routes`` (GET) on its own thread and loop, for the length of the
+    block (the command under test runs its own loop on this thread); its base URL."""
+    stop, ready = threading.Event(), []
+
+    async def serve() -> None:
+        app = web.Application()
+        for path, handler in routes.items():
+            app.router.add_get(path, handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        ready.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await runner.cleanup()
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()))
+    thread.start()
+    try:
+        while not ready:
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{ready[0]}"
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def test_engine_counters_give_the_window_over_wall_time_and_while_busy() -> None:
@@ -147,47 +184,26 @@ def test_a_dead_endpoint_is_reported_each_window_and_the_watch_ends(capsys: pyte
 
 def test_the_exporter_serves_the_last_windows_figures() -> None:
     """``--serve-metrics``: mfubench_mfu_ratio / mfubench_mbu_ratio with endpoint, model and phase."""
-    import threading
-    import time
     import urllib.request
 
     from mfubench.measure.server import free_port
 
     state = {"flops": 0.0}
 
-    async def serve(stop: threading.Event, ready: list[int]) -> None:
-        async def metrics(request: web.Request) -> web.Response:
-            state["flops"] += 1e13
-            return web.Response(text=vllm_text(state["flops"], 10, 10))
+    async def metrics(request: web.Request) -> web.Response:
+        state["flops"] += 1e13
+        return web.Response(text=vllm_text(state["flops"], 10, 10))
 
-        app = web.Application()
-        app.router.add_get("/metrics", metrics)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        ready.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
-        await runner.cleanup()
-
-    stop, ready = threading.Event(), []
-    engine = threading.Thread(target=lambda: asyncio.run(serve(stop, ready)))
-    engine.start()
-    while not ready:
-        time.sleep(0.01)
     port = free_port()
-    url = f"http://127.0.0.1:{ready[0]}"
-    watch = threading.Thread(target=cli.main, args=([
-        "monitor", "--endpoint", url, "--model", "Qwen/Qwen3-8B", "--hardware", "H100-SXM", "--interval", "0.4",
-        "--sample", "0.1", "--duration", "2.5", "--json", "--serve-metrics", str(port)],))
-    watch.start()
-    time.sleep(1.6)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    watch.join(timeout=30)
-    stop.set()
-    engine.join(timeout=30)
+    with stub_in_a_thread({"/metrics": metrics}) as url:
+        watch = threading.Thread(target=cli.main, args=([
+            "monitor", "--endpoint", url, "--model", "Qwen/Qwen3-8B", "--hardware", "H100-SXM", "--interval",
+            "0.4", "--sample", "0.1", "--duration", "2.5", "--json", "--serve-metrics", str(port)],))
+        watch.start()
+        time.sleep(1.6)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+        watch.join(timeout=30)
     samples = parse_prometheus(text)
     mfu = [v for (name, labels), v in samples.items() if name == "mfubench_mfu_ratio"
            and dict(labels) == {"endpoint": url, "model": "Qwen/Qwen3-8B", "phase": "total"}]
@@ -212,43 +228,20 @@ def test_data_parallel_engines_behind_one_endpoint_are_per_gpu_of_one_replica() 
 
 def test_monitor_reads_a_fleet_through_prometheus(capsys: pytest.CaptureFixture[str]) -> None:
     """``--prometheus URL``: one line per instance and window from PromQL ``increase()``."""
-    import threading
-    import time
-
     values = {"vllm:estimated_flops_per_gpu_total": 4.947e14, "vllm:estimated_read_bytes_per_gpu_total": 3.35e11,
               "vllm:estimated_write_bytes_per_gpu_total": 0.0, "vllm:prompt_tokens_total": 100.0,
               "vllm:generation_tokens_total": 100.0}
 
-    async def serve(stop: threading.Event, ready: list[int]) -> None:
-        async def query(request: web.Request) -> web.Response:
-            q = request.query.get("query", "")
-            name = next((n for n in sorted(values, key=len, reverse=True) if n in q), None)
-            value = 1.0 if q.startswith(("count by", "avg_over_time")) or name is None else values[name]
-            return web.json_response({"status": "success", "data": {"resultType": "vector", "result": [
-                {"metric": {"instance": "gpu-node:8000", "model_name": "m"}, "value": [1.0, str(value)]}]}})
+    async def query(request: web.Request) -> web.Response:
+        q = request.query.get("query", "")
+        name = next((n for n in sorted(values, key=len, reverse=True) if n in q), None)
+        value = 1.0 if q.startswith(("count by", "avg_over_time")) or name is None else values[name]
+        return web.json_response({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"instance": "gpu-node:8000", "model_name": "m"}, "value": [1.0, str(value)]}]}})
 
-        app = web.Application()
-        app.router.add_get("/api/v1/query", query)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        ready.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
-        await runner.cleanup()
-
-    stop, ready = threading.Event(), []
-    prom = threading.Thread(target=lambda: asyncio.run(serve(stop, ready)))
-    prom.start()
-    while not ready:
-        time.sleep(0.01)
-    try:
-        assert cli.main(["monitor", "--prometheus", f"http://127.0.0.1:{ready[0]}", "--model", "Qwen/Qwen3-8B",
+    with stub_in_a_thread({"/api/v1/query": query}) as url:
+        assert cli.main(["monitor", "--prometheus", url, "--model", "Qwen/Qwen3-8B",
                          "--hardware", "H100-SXM", "--interval", "0.5", "--duration", "0.9", "--json"]) == 0
-    finally:
-        stop.set()
-        prom.join(timeout=30)
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(lines) == 2 and all(x["endpoint"] == "gpu-node:8000" and x["source"] == "engine" for x in lines)
     # 4.947e14 FLOPs per GPU in a 0.5 s window on a 989.4 TFLOP/s GPU: 100 %

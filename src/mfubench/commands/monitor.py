@@ -123,6 +123,7 @@ async def _fleet(args: argparse.Namespace, setup: Any) -> None:
     from PromQL (``increase()`` of the engine's counters), one line per instance."""
     from mfubench.analysis.window import window_figures
     from mfubench.measure.engine import engine_named
+    from mfubench.measure.monitor import Window, window_json
     from mfubench.measure.promql import PrometheusAPI
 
     try:
@@ -141,14 +142,9 @@ async def _fleet(args: argparse.Namespace, setup: Any) -> None:
                                       "notes": [f"no {engine.name} counters in {args.prometheus}"]}), flush=True)
                 for (instance, model), counters in fleet.items():
                     figures = window_figures(setup, counters, args.input_tokens, args.output_tokens)
-                    line = {"endpoint": instance, "model": model or str(args.model), "engine": engine.name,
-                            "status": "ok", "window_s": counters.seconds, "notes": list(figures.notes),
-                            "source": figures.source, "flops_per_gpu": figures.flops_per_gpu,
-                            "bytes_per_gpu": figures.bytes_per_gpu, "mfu": figures.mfu, "mbu": figures.mbu,
-                            "mfu_busy": figures.mfu_busy, "mbu_busy": figures.mbu_busy,
-                            "busy_share": counters.busy_share, "tokens_per_s": figures.tokens_per_s,
-                            "running": counters.running, "waiting": counters.waiting,
-                            "kv_usage": counters.kv_usage, "flags": list(figures.flags)}
+                    window = Window(instance, 0.0, counters.seconds, counters)
+                    line = window_json(window, figures, model or str(args.model))
+                    line["engine"] = engine.name
                     if render is None:
                         print(json.dumps(line, allow_nan=False), flush=True)
                     else:
