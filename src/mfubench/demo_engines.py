@@ -24,14 +24,11 @@ import time
 from pathlib import Path
 
 from mfubench.cli import main as cli
+from mfubench.demo import step
 
 BATCH_SIZES = "1,4"
 INPUT_TOKENS = "256"
 OUTPUT_TOKENS = "1,32"
-
-
-def step(text: str) -> None:
-    print(f"\n== {text}", flush=True)
 
 
 def main() -> int:
