@@ -97,9 +97,8 @@ def engine_from_metrics(samples: Samples) -> Engine | None:
     from mfubench.measure.engine import ENGINES
 
     names = {name for name, _ in samples}
-    best = max(ENGINES.values(), key=lambda e: sum(1 for m in e.monitor.values()
-                                                    if m in names or f"{m}_count" in names))
-    hits = sum(1 for m in best.monitor.values() if m in names or f"{m}_count" in names)
+    hits, best = max(((sum(1 for m in e.monitor.values() if m in names or f"{m}_count" in names), e)
+                      for e in ENGINES.values()), key=lambda scored: scored[0])
     return best if hits else None
 
 
